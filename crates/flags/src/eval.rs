@@ -1,0 +1,205 @@
+//! Evaluation: the hot path. It never panics and never returns `Err`: every
+//! outcome is an [`Evaluation`] with a reason, and on failure an error code.
+
+use serde_json::Value;
+
+use crate::bucket::bucket;
+use crate::compile::{CompiledFlag, CompiledServe, Cond, FlagSet, Test, parse_date_ms, parse_semver};
+use crate::context::{AttrRef, Context};
+use crate::spec::FlagType;
+
+/// Why a value was served. The names are OpenFeature's resolution reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The flag has no targeting: every context gets the same value.
+    Static,
+    /// A targeting rule that serves one variant matched.
+    TargetingMatch,
+    /// A percentage split (of a rule or of the default) chose the variant.
+    Split,
+    /// The flag is switched off; the off-variant is served.
+    Disabled,
+    /// No rule matched; the default rule's single variant is served.
+    Default,
+    /// Evaluation failed; see the error code.
+    Error,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] =
+        [Reason::Static, Reason::TargetingMatch, Reason::Split, Reason::Disabled, Reason::Default, Reason::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Disabled => "DISABLED",
+            Reason::Default => "DEFAULT",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+/// OpenFeature error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    FlagNotFound,
+    TypeMismatch,
+    TargetingKeyMissing,
+    ParseError,
+    General,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvalError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The outcome of evaluating one flag for one context. On an error there is no
+/// value and no variant: the caller falls back to its code default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation<'a> {
+    pub value: Option<&'a Value>,
+    pub variant: Option<&'a str>,
+    pub reason: Reason,
+    pub error: Option<EvalError>,
+}
+
+impl<'a> Evaluation<'a> {
+    fn served(flag: &'a CompiledFlag, variant: usize, reason: Reason) -> Self {
+        // Compilation only produces indexes into `variants`; `get` keeps this
+        // total even if that invariant were ever broken.
+        match flag.variants.get(variant) {
+            Some((name, value)) => Evaluation { value: Some(value), variant: Some(name), reason, error: None },
+            None => Evaluation::error(ErrorCode::General, format!("flag `{}` has no variant #{variant}", flag.key)),
+        }
+    }
+
+    pub fn error(code: ErrorCode, message: String) -> Self {
+        Evaluation { value: None, variant: None, reason: Reason::Error, error: Some(EvalError { code, message }) }
+    }
+}
+
+impl FlagSet {
+    /// Evaluates a flag by key; an unknown key is `FLAG_NOT_FOUND`.
+    pub fn evaluate(&self, key: &str, ctx: &Context) -> Evaluation<'_> {
+        match self.flags.get(key) {
+            Some(flag) => flag.evaluate(ctx),
+            None => Evaluation::error(ErrorCode::FlagNotFound, format!("flag `{key}` was not found")),
+        }
+    }
+
+    /// Evaluates a flag whose caller expects a type; another type is
+    /// `TYPE_MISMATCH`. An integer flag satisfies a float request.
+    pub fn evaluate_as(&self, key: &str, ctx: &Context, expected: FlagType) -> Evaluation<'_> {
+        match self.flags.get(key) {
+            Some(flag)
+                if flag.flag_type != expected
+                    && !(expected == FlagType::Float && flag.flag_type == FlagType::Integer) =>
+            {
+                Evaluation::error(
+                    ErrorCode::TypeMismatch,
+                    format!("flag `{key}` is of type {}, not {expected}", flag.flag_type),
+                )
+            }
+            _ => self.evaluate(key, ctx),
+        }
+    }
+}
+
+impl CompiledFlag {
+    pub fn evaluate(&self, ctx: &Context) -> Evaluation<'_> {
+        if !self.enabled {
+            return Evaluation::served(self, self.off_variant, Reason::Disabled);
+        }
+        for rule in &self.rules {
+            if rule.conditions.iter().all(|c| holds(c, ctx)) {
+                return self.serve(&rule.serve, ctx, Reason::TargetingMatch);
+            }
+        }
+        let fallthrough = if self.rules.is_empty() { Reason::Static } else { Reason::Default };
+        self.serve(&self.default, ctx, fallthrough)
+    }
+
+    fn serve(&self, serve: &CompiledServe, ctx: &Context, single: Reason) -> Evaluation<'_> {
+        match serve {
+            CompiledServe::Variant(v) => Evaluation::served(self, *v, single),
+            CompiledServe::Split { bounds, arms } => {
+                let Some(unit) = ctx.targeting_key.as_deref() else {
+                    return Evaluation::error(
+                        ErrorCode::TargetingKeyMissing,
+                        format!("flag `{}` splits by percentage and needs a targetingKey", self.key),
+                    );
+                };
+                let b = bucket(&self.salt, unit);
+                let arm = bounds.iter().position(|bound| b < *bound).unwrap_or(bounds.len().saturating_sub(1));
+                match arms.get(arm) {
+                    Some(v) => Evaluation::served(self, *v, Reason::Split),
+                    None => Evaluation::error(ErrorCode::General, format!("flag `{}` has an empty split", self.key)),
+                }
+            }
+        }
+    }
+}
+
+fn holds(cond: &Cond, ctx: &Context) -> bool {
+    match cond {
+        Cond::Segment(conds) => conds.iter().all(|c| holds(c, ctx)),
+        // A missing attribute satisfies no test, not even a negative one: a
+        // context that lacks `country` is not "outside DE", it is unknown.
+        Cond::Attr { attribute, test } => ctx.get(attribute).is_some_and(|v| test_holds(test, v)),
+    }
+}
+
+fn json_eq(attr: AttrRef<'_>, expected: &Value) -> bool {
+    match (attr, expected) {
+        (AttrRef::Str(s), Value::String(e)) => s == e,
+        (AttrRef::Str(_), _) => false,
+        (AttrRef::Json(Value::Number(a)), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (AttrRef::Json(a), b) => a == b,
+    }
+}
+
+fn test_holds(test: &Test, attr: AttrRef<'_>) -> bool {
+    match test {
+        Test::Eq(v) => json_eq(attr, v),
+        Test::Neq(v) => !json_eq(attr, v),
+        Test::In(vs) => vs.iter().any(|v| json_eq(attr, v)),
+        Test::NotIn(vs) => !vs.iter().any(|v| json_eq(attr, v)),
+        Test::Contains(needles) => match attr {
+            // On a list attribute, `contains` asks whether the list has one of the values.
+            AttrRef::Json(Value::Array(items)) => {
+                items.iter().any(|item| item.as_str().is_some_and(|s| needles.iter().any(|n| n == s)))
+            }
+            _ => attr.as_str().is_some_and(|s| needles.iter().any(|n| s.contains(n.as_str()))),
+        },
+        Test::StartsWith(ps) => attr.as_str().is_some_and(|s| ps.iter().any(|p| s.starts_with(p.as_str()))),
+        Test::EndsWith(ps) => attr.as_str().is_some_and(|s| ps.iter().any(|p| s.ends_with(p.as_str()))),
+        Test::Regex(res) => attr.as_str().is_some_and(|s| res.iter().any(|r| r.is_match(s))),
+        Test::Number(cmp, n) => attr.as_f64().and_then(|a| a.partial_cmp(n)).is_some_and(|o| cmp.holds(o)),
+        Test::Semver(cmp, v) => attr.as_str().and_then(parse_semver).is_some_and(|a| cmp.holds(a.cmp(v))),
+        Test::Date(cmp, ms) => {
+            // A date attribute is an RFC 3339 string or Unix seconds.
+            let at = match attr.as_str() {
+                Some(s) => parse_date_ms(s),
+                None => attr.as_f64().filter(|f| f.is_finite()).map(|secs| (secs * 1000.0) as i64),
+            };
+            at.is_some_and(|a| cmp.holds(a.cmp(ms)))
+        }
+        Test::Exists => true,
+    }
+}
