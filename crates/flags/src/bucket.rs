@@ -96,6 +96,9 @@ mod tests {
     #[test]
     fn boundaries_cover_every_bucket() {
         assert_eq!(split_boundaries(&[5_000, 95_000]), vec![5_000, 100_000]);
-        assert_eq!(split_boundaries(&[34_000, 33_000, 33_000]), vec![34_000, 67_000, 100_000]);
+        assert_eq!(
+            split_boundaries(&[34_000, 33_000, 33_000]),
+            vec![34_000, 67_000, 100_000]
+        );
     }
 }

@@ -3,14 +3,16 @@
 //! problem. Compilation is all-or-nothing: one bad flag rejects the set.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher};
 
 use chrono::DateTime;
 use indexmap::IndexMap;
 use regex::Regex;
 use serde_json::{Number, Value};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::bucket::{BUCKET_COUNT, split_boundaries, weight_units};
+use crate::context::TARGETING_KEY;
 use crate::spec::{ConditionSpec, FlagSpec, FlagType, Op, SegmentSpec, ServeSpec};
 
 /// Longest key of a flag, segment or variant.
@@ -45,13 +47,21 @@ pub fn check_key(key: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if key.len() > MAX_KEY_LEN {
-        return Err(format!("is {} characters long; at most {MAX_KEY_LEN} are allowed", key.len()));
+        return Err(format!(
+            "is {} characters long; at most {MAX_KEY_LEN} are allowed",
+            key.len()
+        ));
     }
     if !key.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(format!("`{key}` must start with a letter or digit"));
     }
-    if let Some(c) = key.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-        return Err(format!("`{key}` contains `{c}`; use letters, digits, `-`, `_` and `.`"));
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "`{key}` contains `{c}`; use letters, digits, `-`, `_` and `.`"
+        ));
     }
     Ok(())
 }
@@ -59,7 +69,40 @@ pub fn check_key(key: &str) -> Result<(), String> {
 /// The evaluable form of one environment's flags.
 #[derive(Debug, Default)]
 pub struct FlagSet {
-    pub(crate) flags: IndexMap<String, CompiledFlag>,
+    pub(crate) flags: IndexMap<String, CompiledFlag, FlagKeyHash>,
+}
+
+/// Hashes flag keys with xxh3 instead of the default SipHash, which costs a
+/// noticeable share of an evaluation. A keyed hash defends a table against
+/// keys chosen to collide; here administrators choose the keys and callers
+/// only look them up, so a fixed seed is safe.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FlagKeyHash;
+
+impl BuildHasher for FlagKeyHash {
+    type Hasher = FlagKeyHasher;
+
+    fn build_hasher(&self) -> FlagKeyHasher {
+        FlagKeyHasher(0)
+    }
+}
+
+pub(crate) struct FlagKeyHasher(u64);
+
+impl Hasher for FlagKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+
+    /// `str` hashes its bytes and then a `0xff` terminator: mixing that in
+    /// with a multiply spares a second pass of xxh3.
+    fn write_u8(&mut self, byte: u8) {
+        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl FlagSet {
@@ -89,6 +132,10 @@ pub struct CompiledFlag {
     pub(crate) salt: String,
     pub(crate) off_variant: usize,
     pub(crate) variants: Vec<(String, Value)>,
+    /// Names of the context attributes the flag's conditions read (segments
+    /// included), indexed by [`Attribute::Slot`]. Evaluation looks each up
+    /// once, however many conditions read it.
+    pub(crate) attributes: Vec<String>,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) default: CompiledServe,
 }
@@ -109,6 +156,9 @@ impl CompiledFlag {
 
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
+    /// All must hold. A segment's conditions are spliced in where the
+    /// segment is referenced: "all of (a, all of (b, c))" is "all of (a, b,
+    /// c)", in the same order, and a flat list evaluates without recursion.
     pub(crate) conditions: Vec<Cond>,
     pub(crate) serve: CompiledServe,
 }
@@ -117,29 +167,86 @@ pub(crate) struct CompiledRule {
 pub(crate) enum CompiledServe {
     Variant(usize),
     /// Arm `i` serves variant `arms[i]` for buckets below `bounds[i]`.
-    Split { bounds: Vec<u32>, arms: Vec<usize> },
+    Split {
+        bounds: Vec<u32>,
+        arms: Vec<usize>,
+    },
 }
 
+/// An attribute test with the attribute resolved for its flag.
 #[derive(Debug)]
-pub(crate) enum Cond {
-    Segment(Arc<[Cond]>),
-    Attr { attribute: String, test: Test },
+pub(crate) struct Cond {
+    pub(crate) attribute: Attribute,
+    pub(crate) test: Test,
 }
 
-#[derive(Debug)]
+/// The attribute a condition reads, resolved at compile time: `targetingKey`
+/// lives in its own field of the context, other attributes have a slot in
+/// [`CompiledFlag::attributes`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Attribute {
+    TargetingKey,
+    Slot(usize),
+}
+
+/// An attribute test as validated, before it is given a flag's slot: a
+/// segment is validated once and instantiated in every flag that uses it.
+#[derive(Clone, Debug)]
+struct AttrTest {
+    attribute: String,
+    test: Test,
+}
+
+/// The attribute names of one flag, in order of first use.
+#[derive(Default)]
+struct Slots {
+    names: Vec<String>,
+}
+
+impl Slots {
+    fn instantiate(&mut self, t: &AttrTest) -> Cond {
+        let attribute = if t.attribute == TARGETING_KEY {
+            Attribute::TargetingKey
+        } else {
+            let slot = match self.names.iter().position(|n| *n == t.attribute) {
+                Some(slot) => slot,
+                None => {
+                    self.names.push(t.attribute.clone());
+                    self.names.len() - 1
+                }
+            };
+            Attribute::Slot(slot)
+        };
+        Cond {
+            attribute,
+            test: t.test.clone(),
+        }
+    }
+}
+
+/// A value of `eq`, `neq`, `in` and `not_in`. Numbers are kept as `f64` so
+/// that `1` and `1.0` are equal, as they are in JSON.
+#[derive(Clone, Debug)]
+pub(crate) enum Scalar {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+}
+
+#[derive(Clone, Debug)]
 pub(crate) enum Test {
-    Eq(Value),
-    Neq(Value),
-    In(Vec<Value>),
-    NotIn(Vec<Value>),
+    Eq(Scalar),
+    Neq(Scalar),
+    In(Vec<Scalar>),
+    NotIn(Vec<Scalar>),
     Contains(Vec<String>),
     StartsWith(Vec<String>),
     EndsWith(Vec<String>),
     Regex(Vec<Regex>),
     Number(Cmp, f64),
     Semver(Cmp, semver::Version),
-    /// Milliseconds since the Unix epoch; `Lt` is `before`, `Gt` is `after`.
-    Date(Cmp, i64),
+    /// Nanoseconds since the Unix epoch; `Lt` is `before`, `Gt` is `after`.
+    Date(Cmp, i128),
     Exists,
 }
 
@@ -179,12 +286,18 @@ impl Errors<'_> {
 }
 
 /// Validates and compiles one environment's segments and flags.
-pub fn compile(flags: &[FlagSpec], segments: &[SegmentSpec]) -> Result<FlagSet, Vec<ValidationError>> {
+pub fn compile(
+    flags: &[FlagSpec],
+    segments: &[SegmentSpec],
+) -> Result<FlagSet, Vec<ValidationError>> {
     let mut errors = Vec::new();
 
-    let mut compiled_segments: HashMap<&str, Arc<[Cond]>> = HashMap::new();
+    let mut compiled_segments: HashMap<&str, Vec<AttrTest>> = HashMap::new();
     for (i, segment) in segments.iter().enumerate() {
-        let mut errs = Errors { subject: format!("segment `{}`", segment.key), out: &mut errors };
+        let mut errs = Errors {
+            subject: format!("segment `{}`", segment.key),
+            out: &mut errors,
+        };
         if let Err(e) = check_key(&segment.key) {
             errs.subject = format!("segments[{i}]");
             errs.push("key", e);
@@ -201,16 +314,19 @@ pub fn compile(flags: &[FlagSpec], segments: &[SegmentSpec]) -> Result<FlagSet, 
                 errs.push(&field, "a segment's conditions test attributes; segments cannot reference other segments");
                 continue;
             }
-            if let Some(cond) = compile_condition(c, &field, &HashMap::new(), &mut errs) {
-                conds.push(cond);
+            if let Some(test) = compile_attr_test(c, &field, &mut errs) {
+                conds.push(test);
             }
         }
-        compiled_segments.insert(&segment.key, conds.into());
+        compiled_segments.insert(&segment.key, conds);
     }
 
-    let mut compiled = IndexMap::with_capacity(flags.len());
+    let mut compiled = IndexMap::with_capacity_and_hasher(flags.len(), FlagKeyHash);
     for (i, flag) in flags.iter().enumerate() {
-        let mut errs = Errors { subject: format!("flag `{}`", flag.key), out: &mut errors };
+        let mut errs = Errors {
+            subject: format!("flag `{}`", flag.key),
+            out: &mut errors,
+        };
         if let Err(e) = check_key(&flag.key) {
             errs.subject = format!("flags[{i}]");
             errs.push("key", e);
@@ -235,7 +351,7 @@ pub fn compile(flags: &[FlagSpec], segments: &[SegmentSpec]) -> Result<FlagSet, 
 
 fn compile_flag(
     flag: &FlagSpec,
-    segments: &HashMap<&str, Arc<[Cond]>>,
+    segments: &HashMap<&str, Vec<AttrTest>>,
     errs: &mut Errors<'_>,
 ) -> Option<CompiledFlag> {
     let before = errs.out.len();
@@ -256,21 +372,28 @@ fn compile_flag(
     let index = |field: &str, name: &str, errs: &mut Errors<'_>| -> Option<usize> {
         let found = flag.variants.get_index_of(name);
         if found.is_none() {
-            errs.push(field, format!("unknown variant `{name}`; the flag's variants are {}", list(flag.variants.keys())));
+            errs.push(
+                field,
+                format!(
+                    "unknown variant `{name}`; the flag's variants are {}",
+                    list(flag.variants.keys())
+                ),
+            );
         }
         found
     };
     let off_variant = index("off_variant", &flag.off_variant, errs);
 
+    let mut slots = Slots::default();
     let mut rules = Vec::with_capacity(flag.rules.len());
     for (i, rule) in flag.rules.iter().enumerate() {
         let mut conditions = Vec::with_capacity(rule.conditions.len());
         for (j, c) in rule.conditions.iter().enumerate() {
-            if let Some(cond) = compile_condition(c, &format!("rules[{i}].conditions[{j}]"), segments, errs) {
-                conditions.push(cond);
-            }
+            let field = format!("rules[{i}].conditions[{j}]");
+            compile_condition(c, &field, segments, &mut slots, &mut conditions, errs);
         }
-        if let Some(serve) = compile_serve(&rule.serve, &format!("rules[{i}].serve"), &index, errs) {
+        if let Some(serve) = compile_serve(&rule.serve, &format!("rules[{i}].serve"), &index, errs)
+        {
             rules.push(CompiledRule { conditions, serve });
         }
     }
@@ -286,6 +409,7 @@ fn compile_flag(
         salt: flag.bucketing_salt().to_owned(),
         off_variant: off_variant?,
         variants,
+        attributes: slots.names,
         rules,
         default: default?,
     })
@@ -293,7 +417,11 @@ fn compile_flag(
 
 fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
     let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
-    if names.is_empty() { "none".into() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Checks a variant value against the flag type. Float values are normalised to
@@ -316,7 +444,9 @@ fn check_variant_value(flag_type: FlagType, value: &Value) -> Result<Value, Stri
     if ok {
         Ok(value.clone())
     } else {
-        Err(format!("value {value} is not of the flag's type {flag_type}"))
+        Err(format!(
+            "value {value} is not of the flag's type {flag_type}"
+        ))
     }
 }
 
@@ -347,7 +477,10 @@ fn compile_serve(
                     }
                     None => errs.push(
                         format!("{field}.{name}"),
-                        format!("weight {} must be a percentage between 0 and 100 in steps of 0.001", weight.0),
+                        format!(
+                            "weight {} must be a percentage between 0 and 100 in steps of 0.001",
+                            weight.0
+                        ),
                     ),
                 }
                 arms.extend(arm);
@@ -359,7 +492,10 @@ fn compile_serve(
             if errs.out.len() > before {
                 return None;
             }
-            Some(CompiledServe::Split { bounds: split_boundaries(&units), arms })
+            Some(CompiledServe::Split {
+                bounds: split_boundaries(&units),
+                arms,
+            })
         }
         (Some(_), Some(_)) => {
             errs.push(field, "give either `variant` or `split`, not both");
@@ -372,27 +508,40 @@ fn compile_serve(
     }
 }
 
+/// Compiles a condition of a flag's rule, a segment reference or an
+/// attribute test, onto the end of the rule's conditions.
 fn compile_condition(
     c: &ConditionSpec,
     field: &str,
-    segments: &HashMap<&str, Arc<[Cond]>>,
+    segments: &HashMap<&str, Vec<AttrTest>>,
+    slots: &mut Slots,
+    conditions: &mut Vec<Cond>,
     errs: &mut Errors<'_>,
-) -> Option<Cond> {
-    if let Some(segment) = &c.segment {
-        if c.attribute.is_some() || c.op.is_some() || c.value.is_some() || c.values.is_some() {
-            errs.push(field, "a segment condition takes only `segment`");
-            return None;
-        }
-        return match segments.get(segment.as_str()) {
-            Some(conds) => Some(Cond::Segment(conds.clone())),
-            None => {
-                errs.push(format!("{field}.segment"), format!("unknown segment `{segment}`"));
-                None
-            }
-        };
+) {
+    let Some(segment) = &c.segment else {
+        conditions.extend(compile_attr_test(c, field, errs).map(|t| slots.instantiate(&t)));
+        return;
+    };
+    if c.attribute.is_some() || c.op.is_some() || c.value.is_some() || c.values.is_some() {
+        errs.push(field, "a segment condition takes only `segment`");
+        return;
     }
+    match segments.get(segment.as_str()) {
+        Some(tests) => conditions.extend(tests.iter().map(|t| slots.instantiate(t))),
+        None => errs.push(
+            format!("{field}.segment"),
+            format!("unknown segment `{segment}`"),
+        ),
+    }
+}
+
+/// Compiles an attribute test (`attribute`, `op`, `value`/`values`).
+fn compile_attr_test(c: &ConditionSpec, field: &str, errs: &mut Errors<'_>) -> Option<AttrTest> {
     let Some(attribute) = c.attribute.as_ref().filter(|a| !a.is_empty()) else {
-        errs.push(field, "a condition needs `attribute` and `op`, or `segment`");
+        errs.push(
+            field,
+            "a condition needs `attribute` and `op`, or `segment`",
+        );
         return None;
     };
     let Some(op) = c.op else {
@@ -409,9 +558,15 @@ fn compile_condition(
         (None, None) => Vec::new(),
     };
     match build_test(op, &values) {
-        Ok(test) => Some(Cond::Attr { attribute: attribute.clone(), test }),
+        Ok(test) => Some(AttrTest {
+            attribute: attribute.clone(),
+            test,
+        }),
         Err(e) => {
-            errs.push(format!("{field}.values"), format!("op `{}`: {e}", op.as_str()));
+            errs.push(
+                format!("{field}.values"),
+                format!("op `{}`: {e}", op.as_str()),
+            );
             None
         }
     }
@@ -425,17 +580,23 @@ fn one<'v>(values: &[&'v Value]) -> Result<&'v Value, String> {
     }
 }
 
-fn scalars(values: &[&Value]) -> Result<Vec<Value>, String> {
+fn scalars(values: &[&Value]) -> Result<Vec<Scalar>, String> {
     if values.is_empty() {
         return Err("needs at least one value".into());
     }
-    values
-        .iter()
-        .map(|v| match v {
-            Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok((*v).clone()),
-            other => Err(format!("value {other} must be a string, number or boolean")),
-        })
-        .collect()
+    values.iter().map(|v| scalar(v)).collect()
+}
+
+fn scalar(value: &Value) -> Result<Scalar, String> {
+    match value {
+        Value::String(s) => Ok(Scalar::Str(s.clone())),
+        Value::Bool(b) => Ok(Scalar::Bool(*b)),
+        Value::Number(n) => n
+            .as_f64()
+            .map(Scalar::Num)
+            .ok_or_else(|| format!("value {n} is not a representable number")),
+        other => Err(format!("value {other} must be a string, number or boolean")),
+    }
 }
 
 fn strings(values: &[&Value]) -> Result<Vec<String>, String> {
@@ -444,7 +605,11 @@ fn strings(values: &[&Value]) -> Result<Vec<String>, String> {
     }
     values
         .iter()
-        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| format!("value {v} must be a string")))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("value {v} must be a string"))
+        })
         .collect()
 }
 
@@ -453,9 +618,26 @@ pub(crate) fn parse_semver(s: &str) -> Option<semver::Version> {
     semver::Version::parse(s.strip_prefix('v').unwrap_or(s)).ok()
 }
 
-/// Parses an RFC 3339 timestamp into milliseconds since the Unix epoch.
-pub(crate) fn parse_date_ms(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
+const NANOS_PER_SECOND: i128 = 1_000_000_000;
+
+/// Parses an RFC 3339 timestamp into nanoseconds since the Unix epoch. Full
+/// precision, so that a time half a millisecond later is later.
+pub(crate) fn parse_instant_ns(s: &str) -> Option<i128> {
+    DateTime::parse_from_rfc3339(s).ok().map(|d| {
+        i128::from(d.timestamp()) * NANOS_PER_SECOND + i128::from(d.timestamp_subsec_nanos())
+    })
+}
+
+/// Unix seconds as nanoseconds since the epoch. Whole seconds are exact;
+/// fractions are as exact as `f64` allows; huge values saturate, which keeps
+/// the order (`1e300` is after every date).
+pub(crate) fn unix_seconds_ns(n: &Number) -> Option<i128> {
+    if let Some(secs) = n.as_i64() {
+        return Some(i128::from(secs) * NANOS_PER_SECOND);
+    }
+    n.as_f64()
+        .filter(|f| f.is_finite())
+        .map(|secs| (secs * NANOS_PER_SECOND as f64) as i128)
 }
 
 fn build_test(op: Op, values: &[&Value]) -> Result<Test, String> {
@@ -466,8 +648,8 @@ fn build_test(op: Op, values: &[&Value]) -> Result<Test, String> {
         _ => Cmp::Gte,
     };
     Ok(match op {
-        Op::Eq => Test::Eq(scalars(&[one(values)?])?.remove(0)),
-        Op::Neq => Test::Neq(scalars(&[one(values)?])?.remove(0)),
+        Op::Eq => Test::Eq(scalar(one(values)?)?),
+        Op::Neq => Test::Neq(scalar(one(values)?)?),
         Op::In => Test::In(scalars(values)?),
         Op::NotIn => Test::NotIn(scalars(values)?),
         Op::Contains => Test::Contains(strings(values)?),
@@ -486,7 +668,10 @@ fn build_test(op: Op, values: &[&Value]) -> Result<Test, String> {
         ),
         Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
             let v = one(values)?;
-            let n = v.as_f64().filter(|n| n.is_finite()).ok_or_else(|| format!("value {v} must be a number"))?;
+            let n = v
+                .as_f64()
+                .filter(|n| n.is_finite())
+                .ok_or_else(|| format!("value {v} must be a number"))?;
             Test::Number(cmp(op), n)
         }
         Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte => {
@@ -499,11 +684,10 @@ fn build_test(op: Op, values: &[&Value]) -> Result<Test, String> {
         }
         Op::Before | Op::After => {
             let v = one(values)?;
-            let ms = v
-                .as_str()
-                .and_then(parse_date_ms)
-                .ok_or_else(|| format!("value {v} must be an RFC 3339 date such as \"2026-11-23T10:00:00Z\""))?;
-            Test::Date(cmp(op), ms)
+            let ns = v.as_str().and_then(parse_instant_ns).ok_or_else(|| {
+                format!("value {v} must be an RFC 3339 date such as \"2026-11-23T10:00:00Z\"")
+            })?;
+            Test::Date(cmp(op), ns)
         }
         Op::Exists => {
             if !values.is_empty() {

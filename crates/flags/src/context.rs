@@ -33,7 +33,10 @@ impl std::error::Error for ContextError {}
 
 impl Context {
     pub fn new(targeting_key: impl Into<String>) -> Self {
-        Context { targeting_key: Some(targeting_key.into()), attributes: Map::new() }
+        Context {
+            targeting_key: Some(targeting_key.into()),
+            attributes: Map::new(),
+        }
     }
 
     pub fn with(mut self, attribute: &str, value: impl Into<Value>) -> Self {
@@ -52,20 +55,42 @@ impl Context {
             Some(Value::String(s)) => Some(s),
             Some(_) => return Err(ContextError::TargetingKeyNotString),
         };
-        Ok(Context { targeting_key, attributes })
+        Ok(Context {
+            targeting_key,
+            attributes,
+        })
     }
 
-    /// The value of an attribute; `targetingKey` is an attribute too.
+    /// The value of an attribute; `targetingKey` is an attribute too. `null`
+    /// counts as absent.
     pub fn get(&self, attribute: &str) -> Option<AttrRef<'_>> {
         if attribute == TARGETING_KEY {
             return self.targeting_key.as_deref().map(AttrRef::Str);
         }
-        match self.attributes.get(attribute) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(AttrRef::Json(v)),
-        }
+        self.attribute(attribute).map(AttrRef::Json)
+    }
+
+    /// The value of an attribute of the map (not `targetingKey`); `null`
+    /// counts as absent.
+    pub(crate) fn attribute(&self, name: &str) -> Option<&Value> {
+        // Contexts are small. A scan compares lengths first and so mostly
+        // skips reading key bytes, where a lookup would compare whole strings
+        // down a B-tree or, should serde_json's `preserve_order` ever be
+        // turned on, hash the name with SipHash: both slower for a handful
+        // of attributes.
+        let found = if self.attributes.len() <= LINEAR_SCAN_MAX_ATTRIBUTES {
+            self.attributes
+                .iter()
+                .find_map(|(k, v)| (k == name).then_some(v))
+        } else {
+            self.attributes.get(name)
+        };
+        found.filter(|v| !v.is_null())
     }
 }
+
+/// Up to this many attributes, a lookup scans instead of searching.
+const LINEAR_SCAN_MAX_ATTRIBUTES: usize = 16;
 
 /// A borrowed attribute value.
 #[derive(Clone, Copy, Debug)]
@@ -151,18 +176,28 @@ mod tests {
 
     #[test]
     fn targeting_key_is_taken_out_of_the_attributes() {
-        let ctx: Context = serde_json::from_value(json!({"targetingKey": "u-1", "plan": "pro"})).unwrap();
+        let ctx: Context =
+            serde_json::from_value(json!({"targetingKey": "u-1", "plan": "pro"})).unwrap();
         assert_eq!(ctx.targeting_key.as_deref(), Some("u-1"));
         assert_eq!(ctx.attributes.len(), 1);
-        assert_eq!(ctx.get("targetingKey").and_then(AttrRef::as_str), Some("u-1"));
-        assert_eq!(serde_json::to_value(&ctx).unwrap(), json!({"targetingKey": "u-1", "plan": "pro"}));
+        assert_eq!(
+            ctx.get("targetingKey").and_then(AttrRef::as_str),
+            Some("u-1")
+        );
+        assert_eq!(
+            serde_json::to_value(&ctx).unwrap(),
+            json!({"targetingKey": "u-1", "plan": "pro"})
+        );
     }
 
     #[test]
     fn bad_contexts_are_rejected() {
         assert!(serde_json::from_value::<Context>(json!({"targetingKey": 7})).is_err());
         assert!(serde_json::from_value::<Context>(json!([1])).is_err());
-        assert_eq!(Context::from_json(json!("x")), Err(ContextError::NotAnObject));
+        assert_eq!(
+            Context::from_json(json!("x")),
+            Err(ContextError::NotAnObject)
+        );
         assert_eq!(
             Context::from_json(json!({"targetingKey": true})),
             Err(ContextError::TargetingKeyNotString)

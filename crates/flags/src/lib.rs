@@ -19,4 +19,6 @@ pub use bucket::{BUCKET_COUNT, bucket, split_boundaries, weight_units};
 pub use compile::{CompiledFlag, FlagSet, MAX_KEY_LEN, ValidationError, check_key, compile};
 pub use context::{AttrRef, Context, ContextError, TARGETING_KEY};
 pub use eval::{ErrorCode, EvalError, Evaluation, Reason};
-pub use spec::{ConditionSpec, DefaultSpec, FlagSpec, FlagType, Op, RuleSpec, SegmentSpec, ServeSpec, Weight};
+pub use spec::{
+    ConditionSpec, DefaultSpec, FlagSpec, FlagType, Op, RuleSpec, SegmentSpec, ServeSpec, Weight,
+};

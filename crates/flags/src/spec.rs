@@ -107,7 +107,10 @@ pub struct ServeSpec {
 
 impl ServeSpec {
     pub fn variant(name: impl Into<String>) -> Self {
-        ServeSpec { variant: Some(name.into()), split: None }
+        ServeSpec {
+            variant: Some(name.into()),
+            split: None,
+        }
     }
 
     pub fn split<I, S>(weights: I) -> Self
@@ -117,7 +120,12 @@ impl ServeSpec {
     {
         ServeSpec {
             variant: None,
-            split: Some(weights.into_iter().map(|(k, w)| (k.into(), Weight(w))).collect()),
+            split: Some(
+                weights
+                    .into_iter()
+                    .map(|(k, w)| (k.into(), Weight(w)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -169,7 +177,10 @@ impl ConditionSpec {
     }
 
     pub fn segment(key: &str) -> Self {
-        ConditionSpec { segment: Some(key.to_owned()), ..ConditionSpec::default() }
+        ConditionSpec {
+            segment: Some(key.to_owned()),
+            ..ConditionSpec::default()
+        }
     }
 }
 
