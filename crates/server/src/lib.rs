@@ -1,1 +1,228 @@
-//! Server.
+//! Rollgate's HTTP surface: OFREP evaluation, the admin API, `/openapi.json`,
+//! health checks and `/metrics`.
+//!
+//! Architecture invariant: only this crate knows HTTP and wire JSON. Handlers
+//! call the `flags` engine on in-memory snapshots (evaluation) or the `store`
+//! (everything else); they hold no SQL and no evaluation logic of their own.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod ofrep;
+pub mod openapi;
+pub mod state;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::telemetry::Telemetry;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How often every environment's snapshot is compared with the store, as a
+/// safety net for changes the process did not see (e.g. made by another tool).
+const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How `rollgate serve` runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Creates an admin token with this secret when the store has no tokens.
+    pub admin_token: Option<String>,
+}
+
+/// Opens the store and prepares the shared state: the `production`
+/// environment on an empty store, the bootstrap admin token, the snapshots.
+pub async fn prepare(store: Store, admin_token: Option<&str>) -> anyhow::Result<Arc<AppState>> {
+    store.ensure_environment(auth::DEFAULT_ENVIRONMENT).await?;
+    if let Some(secret) = admin_token
+        && store.bootstrap_admin_token(secret).await?
+    {
+        tracing::info!(message = "Created the bootstrap admin token from ROLLGATE_ADMIN_TOKEN.");
+    }
+    let telemetry = Telemetry::global();
+    Ok(AppState::load(store, telemetry).await?)
+}
+
+/// Runs the server until SIGTERM or ctrl-c, then drains in-flight requests.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = Store::open_sqlite(&config.data_dir).await?;
+    let state = prepare(store, config.admin_token.as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
+    tracing::info!(message = "Rollgate is listening.", addr = %listener.local_addr()?, data_dir = %config.data_dir.display());
+    serve(listener, state, shutdown_signal()).await
+}
+
+/// Serves on a bound listener until `shutdown` resolves. Tests use this with a
+/// port-0 listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    state.telemetry.spawn_upkeep();
+    spawn_resync(state.clone());
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!(message = "Rollgate stopped.");
+    Ok(())
+}
+
+fn spawn_resync(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RESYNC_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let environments = match state.store.list_environments().await {
+                Ok(envs) => envs,
+                Err(error) => {
+                    tracing::warn!(message = "Resync could not list environments.", %error);
+                    continue;
+                }
+            };
+            for env in environments {
+                if state.snapshot(&env.key).revision != env.revision
+                    || !state.has_environment(&env.key)
+                {
+                    if let Err(error) = state.reload_environment(&env.key).await {
+                        tracing::warn!(message = "Resync could not reload an environment.", environment = env.key, %error);
+                    }
+                }
+            }
+            if let Err(error) = state.reload_tokens().await {
+                tracing::warn!(message = "Resync could not reload tokens.", %error);
+            }
+        }
+    });
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(message = "Cannot listen for ctrl-c.", %error);
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(message = "Cannot listen for SIGTERM.", %error);
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!(message = "Shutting down: finishing in-flight requests.");
+}
+
+/// Every route of the server.
+pub fn router(state: Arc<AppState>) -> Router {
+    use admin::*;
+    let api = Router::new()
+        .route(
+            "/environments",
+            get(list_environments).post(create_environment),
+        )
+        .route("/apply", post(apply))
+        .route("/export", get(export))
+        .route("/flags", get(list_flags).post(create_flag))
+        .route(
+            "/flags/{key}",
+            get(get_flag).put(put_flag).delete(delete_flag),
+        )
+        .route("/flags/{key}/enable", post(enable_flag))
+        .route("/flags/{key}/disable", post(disable_flag))
+        .route("/flags/{key}/versions", get(flag_history))
+        .route("/flags/{key}/versions/{version}", get(flag_version))
+        .route(
+            "/flags/{key}/versions/{version}/restore",
+            post(restore_flag),
+        )
+        .route("/segments", get(list_segments))
+        .route(
+            "/segments/{key}",
+            get(get_segment).put(put_segment).delete(delete_segment),
+        )
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/audit", get(list_audit));
+    Router::new()
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
+        .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_flags))
+        .nest("/api/v1", api)
+        .route("/openapi.json", get(openapi::document))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(admin::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("the server hit a bug while handling this request; it keeps serving")
+                .into_response()
+        }))
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+    .into_response()
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers too.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(error) => {
+            tracing::warn!(message = "Readiness check failed.", %error);
+            ApiError::unavailable("the database is unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.telemetry.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,118 @@
+//! What the request handlers share: the store, and the in-memory snapshots that
+//! the evaluation path reads without touching the database.
+//!
+//! Invariant: a snapshot is replaced (never mutated) after every committed
+//! change, so an evaluation sees either the old or the new flag set whole.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use flags::FlagSet;
+use store::{Store, TokenKind};
+
+use crate::telemetry::Telemetry;
+
+/// One environment's compiled flags.
+#[derive(Debug, Default)]
+pub struct EnvSnapshot {
+    pub flags: FlagSet,
+    pub revision: i64,
+}
+
+/// Who is calling, from their token.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub name: String,
+    pub kind: TokenKind,
+    /// The one environment of a client token; `None` for admin tokens.
+    pub environment: Option<String>,
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub telemetry: Telemetry,
+    snapshots: ArcSwap<HashMap<String, Arc<EnvSnapshot>>>,
+    /// SHA-256 hex of each active token's secret → its principal.
+    tokens: ArcSwap<HashMap<String, Arc<Principal>>>,
+    /// Serialises snapshot rebuilds so that a slow, older reload cannot replace a newer one.
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    pub async fn load(store: Store, telemetry: Telemetry) -> Result<Arc<Self>, store::StoreError> {
+        let state = Arc::new(AppState {
+            store,
+            telemetry,
+            snapshots: ArcSwap::from_pointee(HashMap::new()),
+            tokens: ArcSwap::from_pointee(HashMap::new()),
+            reload: tokio::sync::Mutex::new(()),
+        });
+        for env in state.store.list_environments().await? {
+            state.reload_environment(&env.key).await?;
+        }
+        state.reload_tokens().await?;
+        Ok(state)
+    }
+
+    /// The current snapshot of an environment; an empty one if it has no flags.
+    pub fn snapshot(&self, environment: &str) -> Arc<EnvSnapshot> {
+        self.snapshots
+            .load()
+            .get(environment)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn has_environment(&self, environment: &str) -> bool {
+        self.snapshots.load().contains_key(environment)
+    }
+
+    /// Rebuilds one environment's snapshot from the store.
+    pub async fn reload_environment(&self, environment: &str) -> Result<(), store::StoreError> {
+        let _guard = self.reload.lock().await;
+        let (flag_specs, segment_specs, revision) =
+            self.store.load_environment(environment).await?;
+        let flags = match flags::compile(&flag_specs, &segment_specs) {
+            Ok(flags) => flags,
+            Err(errors) => {
+                // The store validates every change before committing it, so this
+                // means the stored data was edited by hand. Keep serving the last
+                // good snapshot rather than nothing.
+                for error in &errors {
+                    tracing::error!(message = "Stored flags do not compile; keeping the previous snapshot.", environment, %error);
+                }
+                return Ok(());
+            }
+        };
+        let snapshot = Arc::new(EnvSnapshot { flags, revision });
+        self.snapshots.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(environment.to_owned(), snapshot.clone());
+            next
+        });
+        Ok(())
+    }
+
+    pub async fn reload_tokens(&self) -> Result<(), store::StoreError> {
+        let _guard = self.reload.lock().await;
+        let tokens = self.store.active_tokens().await?;
+        let map = tokens
+            .into_iter()
+            .map(|t| {
+                let principal = Principal {
+                    name: t.record.name,
+                    kind: t.record.kind,
+                    environment: t.record.environment,
+                };
+                (t.hash, Arc::new(principal))
+            })
+            .collect();
+        self.tokens.store(Arc::new(map));
+        Ok(())
+    }
+
+    pub fn principal(&self, secret: &str) -> Option<Arc<Principal>> {
+        self.tokens.load().get(&store::hash_token(secret)).cloned()
+    }
+}

@@ -1,0 +1,159 @@
+//! Shared helpers for the server's integration tests: a real server on a
+//! loopback port with a fresh SQLite data dir, and a small JSON client.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct TestServer {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn start() -> TestServer {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let store = store::Store::open_sqlite(data_dir.path())
+        .await
+        .expect("open store");
+    let state = server::prepare(store, Some(ADMIN_TOKEN))
+        .await
+        .expect("prepare server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    TestServer {
+        url,
+        http: reqwest::Client::new(),
+        data_dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestServer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{}", self.url, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(ADMIN_TOKEN), body).await
+    }
+
+    pub async fn apply(&self, doc: Value) -> Reply {
+        self.admin(Method::POST, "/api/v1/apply", Some(doc)).await
+    }
+
+    pub async fn eval(&self, token: &str, key: &str, context: Value) -> Reply {
+        self.call(
+            Method::POST,
+            &format!("/ofrep/v1/evaluate/flags/{key}"),
+            Some(token),
+            Some(serde_json::json!({ "context": context })),
+        )
+        .await
+    }
+
+    pub async fn client_token(&self, environment: &str) -> String {
+        let reply = self
+            .admin(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(serde_json::json!({"name": "test-client", "kind": "client", "environment": environment})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.body["secret"].as_str().expect("secret").to_owned()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Flags of every type, used by the OFREP tests.
+pub fn typed_flags() -> Value {
+    serde_json::json!({
+        "environment": "production",
+        "segments": [
+            {"key": "power-users", "conditions": [{"attribute": "plan", "op": "in", "values": ["pro", "enterprise"]}]}
+        ],
+        "flags": [
+            {"key": "new-checkout", "type": "boolean", "off_variant": "off",
+             "variants": {"on": true, "off": false}, "default": {"serve": {"variant": "on"}}},
+            {"key": "calc-model", "type": "string", "off_variant": "simple",
+             "variants": {"simple": "simple", "advanced": "advanced"},
+             "rules": [
+                {"name": "internal testers", "conditions": [{"attribute": "email", "op": "ends_with", "values": ["@example.com"]}], "serve": {"variant": "advanced"}},
+                {"conditions": [{"segment": "power-users"}], "serve": {"split": {"advanced": 50, "simple": 50}}}
+             ],
+             "default": {"serve": {"variant": "simple"}}},
+            {"key": "max-items", "type": "integer", "off_variant": "few",
+             "variants": {"few": 10, "many": 100}, "default": {"serve": {"variant": "many"}}},
+            {"key": "discount-rate", "type": "float", "off_variant": "none",
+             "variants": {"none": 0, "some": 1}, "default": {"serve": {"variant": "some"}}},
+            {"key": "ui-config", "type": "object", "off_variant": "plain",
+             "variants": {"plain": {"theme": "light"}, "fancy": {"theme": "dark", "columns": 3}},
+             "default": {"serve": {"variant": "fancy"}}},
+            {"key": "legacy-export", "type": "boolean", "enabled": false, "off_variant": "off",
+             "variants": {"on": true, "off": false}, "default": {"serve": {"variant": "on"}}},
+            {"key": "rollout", "type": "string", "off_variant": "a",
+             "variants": {"a": "a", "b": "b"}, "default": {"serve": {"split": {"a": 50, "b": 50}}}}
+        ]
+    })
+}

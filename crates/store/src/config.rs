@@ -1,0 +1,658 @@
+//! Flags and segments: applying changes as one validated transaction, their
+//! version history, and restoring an earlier version.
+
+use std::collections::HashMap;
+
+use flags::{FlagSpec, SegmentSpec, ValidationError};
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::audit::{self, NewEntry};
+use crate::{Store, StoreError, now_ms};
+
+/// One change to an environment's configuration.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Creates the flag, or replaces it whole.
+    UpsertFlag(FlagSpec),
+    DeleteFlag(String),
+    UpsertSegment(SegmentSpec),
+    DeleteSegment(String),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApplyOptions {
+    /// Validate and report what would change, but write nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemKind {
+    Flag,
+    Segment,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Flag => "flag",
+            ItemKind::Segment => "segment",
+        }
+    }
+
+    fn tables(self) -> (&'static str, &'static str) {
+        match self {
+            ItemKind::Flag => ("flags", "flag_versions"),
+            ItemKind::Segment => ("segments", "segment_versions"),
+        }
+    }
+}
+
+impl std::fmt::Display for ItemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeAction {
+    Created,
+    Updated,
+    Deleted,
+    Unchanged,
+}
+
+impl ChangeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeAction::Created => "created",
+            ChangeAction::Updated => "updated",
+            ChangeAction::Deleted => "deleted",
+            ChangeAction::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What applying did (or, on a dry run, would do) to one item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppliedChange {
+    pub kind: ItemKind,
+    pub key: String,
+    pub action: ChangeAction,
+    /// The item's version after the change (the deleting version for a deletion).
+    pub version: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApplyReport {
+    pub changes: Vec<AppliedChange>,
+    /// The environment's revision after the change.
+    pub revision: i64,
+}
+
+impl ApplyReport {
+    /// Whether anything was (or would be) written.
+    pub fn changed(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.action != ChangeAction::Unchanged)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFlag {
+    pub spec: FlagSpec,
+    pub version: i64,
+    pub updated_at_ms: i64,
+    /// The token name of the last change.
+    pub updated_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSegment {
+    pub spec: SegmentSpec,
+    pub version: i64,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+/// One entry of a flag's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlagVersion {
+    pub version: i64,
+    /// The flag as of this version; `None` for the version that deleted it.
+    pub spec: Option<FlagSpec>,
+    pub author: String,
+    pub reason: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// A row of `flags` or `segments`, spec still as JSON text.
+struct Current {
+    spec: String,
+    version: i64,
+    updated_at_ms: i64,
+    updated_by: String,
+}
+
+fn current_from_row(row: &AnyRow) -> Result<(String, Current), StoreError> {
+    Ok((
+        row.try_get("key")?,
+        Current {
+            spec: row.try_get("spec")?,
+            version: row.try_get("version")?,
+            updated_at_ms: row.try_get("updated_at_ms")?,
+            updated_by: row.try_get("updated_by")?,
+        },
+    ))
+}
+
+fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The canonical JSON text of a spec: what is stored and compared.
+fn canonical<T: Serialize>(spec: &T) -> Result<String, StoreError> {
+    serde_json::to_string(spec)
+        .map_err(|e| StoreError::Corrupt(format!("cannot serialise a spec: {e}")))
+}
+
+async fn load_current(
+    conn: &mut AnyConnection,
+    kind: ItemKind,
+    environment: &str,
+) -> Result<IndexMap<String, Current>, StoreError> {
+    let (table, _) = kind.tables();
+    let rows = sqlx::query(&format!(
+        "SELECT key, spec, version, updated_at_ms, updated_by FROM {table} WHERE environment = $1 ORDER BY key"
+    ))
+    .bind(environment)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(current_from_row).collect()
+}
+
+async fn environment_revision(
+    conn: &mut AnyConnection,
+    environment: &str,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT revision FROM environments WHERE key = $1")
+        .bind(environment)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("environment", environment))?;
+    Ok(row.try_get("revision")?)
+}
+
+/// The next version number of an item: one past the newest in its history,
+/// so a deleted and re-created flag continues its numbering.
+async fn next_version(
+    conn: &mut AnyConnection,
+    kind: ItemKind,
+    environment: &str,
+    key: &str,
+) -> Result<i64, StoreError> {
+    let (_, versions) = kind.tables();
+    let row = sqlx::query(&format!(
+        "SELECT MAX(version) AS latest FROM {versions} WHERE environment = $1 AND key = $2"
+    ))
+    .bind(environment)
+    .bind(key)
+    .fetch_one(conn)
+    .await?;
+    let latest: Option<i64> = row.try_get("latest")?;
+    Ok(latest.unwrap_or(0) + 1)
+}
+
+/// One item's planned write.
+struct Planned {
+    kind: ItemKind,
+    key: String,
+    action: ChangeAction,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// Who and why, for versions and audit entries.
+struct Attribution<'a> {
+    actor: &'a str,
+    reason: Option<&'a str>,
+    /// Overrides the audit action of updates (e.g. `flag.restored`).
+    update_action: Option<&'a str>,
+}
+
+impl Store {
+    /// Applies `changes` to one environment in one transaction: all of them or,
+    /// when any is invalid, none. Items whose new spec equals the stored one
+    /// are reported `unchanged` and get no new version.
+    pub async fn apply(
+        &self,
+        environment: &str,
+        changes: Vec<Change>,
+        actor: &str,
+        reason: Option<&str>,
+        options: ApplyOptions,
+    ) -> Result<ApplyReport, StoreError> {
+        let attribution = Attribution {
+            actor,
+            reason,
+            update_action: None,
+        };
+        self.apply_attributed(environment, changes, &attribution, options)
+            .await
+    }
+
+    async fn apply_attributed(
+        &self,
+        environment: &str,
+        changes: Vec<Change>,
+        who: &Attribution<'_>,
+        options: ApplyOptions,
+    ) -> Result<ApplyReport, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let revision = environment_revision(&mut tx, environment).await?;
+        let flags_now = load_current(&mut tx, ItemKind::Flag, environment).await?;
+        let segments_now = load_current(&mut tx, ItemKind::Segment, environment).await?;
+
+        let plan = plan_changes(changes, &flags_now, &segments_now)?;
+
+        let mut report = ApplyReport {
+            changes: Vec::with_capacity(plan.len()),
+            revision,
+        };
+        let changed = plan.iter().any(|p| p.action != ChangeAction::Unchanged);
+        if changed {
+            report.revision += 1;
+        }
+        let now = now_ms();
+        for p in &plan {
+            let (table, versions) = p.kind.tables();
+            let version = if p.action == ChangeAction::Unchanged {
+                let current = match p.kind {
+                    ItemKind::Flag => flags_now.get(&p.key),
+                    ItemKind::Segment => segments_now.get(&p.key),
+                };
+                current.map(|c| c.version)
+            } else {
+                Some(next_version(&mut tx, p.kind, environment, &p.key).await?)
+            };
+            report.changes.push(AppliedChange {
+                kind: p.kind,
+                key: p.key.clone(),
+                action: p.action,
+                version,
+            });
+            if options.dry_run || p.action == ChangeAction::Unchanged {
+                continue;
+            }
+            let version = version.unwrap_or(1);
+            match &p.after {
+                Some(spec) => {
+                    sqlx::query(&format!(
+                        "INSERT INTO {table} (environment, key, version, spec, updated_at_ms, updated_by) \
+                         VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (environment, key) DO UPDATE SET version = excluded.version, \
+                         spec = excluded.spec, updated_at_ms = excluded.updated_at_ms, updated_by = excluded.updated_by"
+                    ))
+                    .bind(environment)
+                    .bind(&p.key)
+                    .bind(version)
+                    .bind(spec)
+                    .bind(now)
+                    .bind(who.actor)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE environment = $1 AND key = $2"
+                    ))
+                    .bind(environment)
+                    .bind(&p.key)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {versions} (environment, key, version, spec, author, reason, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ))
+            .bind(environment)
+            .bind(&p.key)
+            .bind(version)
+            .bind(p.after.as_deref())
+            .bind(who.actor)
+            .bind(who.reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+
+            let action = match (p.action, who.update_action) {
+                (ChangeAction::Updated, Some(action)) => action.to_owned(),
+                (action, _) => format!("{}.{}", p.kind, action),
+            };
+            let before = p
+                .before
+                .as_deref()
+                .map(|t| parse::<Value>("audit before", t))
+                .transpose()?;
+            let after = p
+                .after
+                .as_deref()
+                .map(|t| parse::<Value>("audit after", t))
+                .transpose()?;
+            audit::record(
+                &mut tx,
+                NewEntry {
+                    actor: who.actor,
+                    action: &action,
+                    environment: Some(environment),
+                    target_kind: p.kind.as_str(),
+                    target_key: &p.key,
+                    before: before.as_ref(),
+                    after: after.as_ref(),
+                    reason: who.reason,
+                },
+            )
+            .await?;
+        }
+        if options.dry_run || !changed {
+            tx.rollback().await?;
+            return Ok(report);
+        }
+        sqlx::query("UPDATE environments SET revision = $1 WHERE key = $2")
+            .bind(report.revision)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// The environment's flags and segments as compiled by the server, with its revision.
+    pub async fn load_environment(
+        &self,
+        environment: &str,
+    ) -> Result<(Vec<FlagSpec>, Vec<SegmentSpec>, i64), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let revision = environment_revision(&mut conn, environment).await?;
+        let flags = load_current(&mut conn, ItemKind::Flag, environment).await?;
+        let segments = load_current(&mut conn, ItemKind::Segment, environment).await?;
+        let flags = flags
+            .values()
+            .map(|c| parse("flag spec", &c.spec))
+            .collect::<Result<_, _>>()?;
+        let segments = segments
+            .values()
+            .map(|c| parse("segment spec", &c.spec))
+            .collect::<Result<_, _>>()?;
+        Ok((flags, segments, revision))
+    }
+
+    /// The environment's flags, by key.
+    pub async fn list_flags(&self, environment: &str) -> Result<Vec<StoredFlag>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let current = load_current(&mut conn, ItemKind::Flag, environment).await?;
+        current.into_values().map(stored_flag).collect()
+    }
+
+    pub async fn get_flag(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<StoredFlag>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key, spec, version, updated_at_ms, updated_by FROM flags WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| current_from_row(r).and_then(|(_, c)| stored_flag(c)))
+            .transpose()
+    }
+
+    pub async fn list_segments(&self, environment: &str) -> Result<Vec<StoredSegment>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let current = load_current(&mut conn, ItemKind::Segment, environment).await?;
+        current.into_values().map(stored_segment).collect()
+    }
+
+    pub async fn get_segment(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<StoredSegment>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key, spec, version, updated_at_ms, updated_by FROM segments WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| current_from_row(r).and_then(|(_, c)| stored_segment(c)))
+            .transpose()
+    }
+
+    /// Every version of a flag, newest first; empty when it never existed.
+    pub async fn flag_history(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Vec<FlagVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, spec, author, reason, created_at_ms FROM flag_versions \
+             WHERE environment = $1 AND key = $2 ORDER BY version DESC",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(flag_version_from_row).collect()
+    }
+
+    pub async fn flag_version(
+        &self,
+        environment: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<Option<FlagVersion>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, spec, author, reason, created_at_ms FROM flag_versions \
+             WHERE environment = $1 AND key = $2 AND version = $3",
+        )
+        .bind(environment)
+        .bind(key)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(flag_version_from_row).transpose()
+    }
+
+    /// Makes an earlier version of a flag current again, as a new version
+    /// (history is never rewritten). Restoring the current state changes nothing.
+    pub async fn restore_flag(
+        &self,
+        environment: &str,
+        key: &str,
+        version: i64,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<ApplyReport, StoreError> {
+        let old = self
+            .flag_version(environment, key, version)
+            .await?
+            .ok_or_else(|| StoreError::not_found("flag version", &format!("{key}@{version}")))?;
+        let spec = old.spec.ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "version {version} of flag `{key}` is its deletion; restore a version before it"
+            ))
+        })?;
+        let default_reason = format!("restored version {version}");
+        let who = Attribution {
+            actor,
+            reason: Some(reason.unwrap_or(&default_reason)),
+            update_action: Some("flag.restored"),
+        };
+        self.apply_attributed(
+            environment,
+            vec![Change::UpsertFlag(spec)],
+            &who,
+            ApplyOptions::default(),
+        )
+        .await
+    }
+}
+
+fn stored_flag(c: Current) -> Result<StoredFlag, StoreError> {
+    Ok(StoredFlag {
+        spec: parse("flag spec", &c.spec)?,
+        version: c.version,
+        updated_at_ms: c.updated_at_ms,
+        updated_by: c.updated_by,
+    })
+}
+
+fn stored_segment(c: Current) -> Result<StoredSegment, StoreError> {
+    Ok(StoredSegment {
+        spec: parse("segment spec", &c.spec)?,
+        version: c.version,
+        updated_at_ms: c.updated_at_ms,
+        updated_by: c.updated_by,
+    })
+}
+
+fn flag_version_from_row(row: &AnyRow) -> Result<FlagVersion, StoreError> {
+    let spec: Option<String> = row.try_get("spec")?;
+    Ok(FlagVersion {
+        version: row.try_get("version")?,
+        spec: spec
+            .as_deref()
+            .map(|t| parse("flag version spec", t))
+            .transpose()?,
+        author: row.try_get("author")?,
+        reason: row.try_get("reason")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+/// Works out, without writing, what each change does, and validates the
+/// resulting flag set as a whole.
+fn plan_changes(
+    changes: Vec<Change>,
+    flags_now: &IndexMap<String, Current>,
+    segments_now: &IndexMap<String, Current>,
+) -> Result<Vec<Planned>, StoreError> {
+    let mut problems: Vec<ValidationError> = Vec::new();
+    // The state after the changes, as canonical JSON text by key.
+    let mut flags_next: HashMap<String, Option<String>> = HashMap::new();
+    let mut segments_next: HashMap<String, Option<String>> = HashMap::new();
+    let mut order: Vec<(ItemKind, String)> = Vec::new();
+
+    for change in changes {
+        let (kind, key, next) = match change {
+            Change::UpsertFlag(spec) => (ItemKind::Flag, spec.key.clone(), Some(canonical(&spec)?)),
+            Change::DeleteFlag(key) => (ItemKind::Flag, key, None),
+            Change::UpsertSegment(spec) => {
+                (ItemKind::Segment, spec.key.clone(), Some(canonical(&spec)?))
+            }
+            Change::DeleteSegment(key) => (ItemKind::Segment, key, None),
+        };
+        let (now, next_map) = match kind {
+            ItemKind::Flag => (flags_now, &mut flags_next),
+            ItemKind::Segment => (segments_now, &mut segments_next),
+        };
+        if next.is_none() && !now.contains_key(&key) {
+            return Err(StoreError::not_found(kind.as_str(), &key));
+        }
+        if next_map.insert(key.clone(), next).is_some() {
+            problems.push(ValidationError {
+                subject: format!("{kind} `{key}`"),
+                field: "key".to_owned(),
+                message: format!("the {kind} `{key}` appears more than once in one change"),
+            });
+            continue;
+        }
+        order.push((kind, key));
+    }
+    if !problems.is_empty() {
+        return Err(StoreError::Invalid(problems));
+    }
+
+    let flag_specs = merged::<FlagSpec>(flags_now, &flags_next)?;
+    let segment_specs = merged::<SegmentSpec>(segments_now, &segments_next)?;
+    flags::compile(&flag_specs, &segment_specs).map_err(StoreError::Invalid)?;
+
+    order
+        .into_iter()
+        .map(|(kind, key)| {
+            let (now, next) = match kind {
+                ItemKind::Flag => (flags_now, &flags_next),
+                ItemKind::Segment => (segments_now, &segments_next),
+            };
+            let before = now.get(&key).map(|c| c.spec.clone());
+            let after = next.get(&key).cloned().flatten();
+            let action = match (&before, &after) {
+                (None, Some(_)) => ChangeAction::Created,
+                (Some(_), None) => ChangeAction::Deleted,
+                (Some(b), Some(a)) if same_spec(kind, b, a)? => ChangeAction::Unchanged,
+                (Some(_), Some(_)) => ChangeAction::Updated,
+                (None, None) => ChangeAction::Unchanged,
+            };
+            Ok(Planned {
+                kind,
+                key,
+                action,
+                before,
+                after,
+            })
+        })
+        .collect()
+}
+
+/// Whether two stored texts describe the same spec (the stored one may have
+/// been written by an older serialisation).
+fn same_spec(kind: ItemKind, stored: &str, next: &str) -> Result<bool, StoreError> {
+    if stored == next {
+        return Ok(true);
+    }
+    let stored = match kind {
+        ItemKind::Flag => canonical(&parse::<FlagSpec>("flag spec", stored)?)?,
+        ItemKind::Segment => canonical(&parse::<SegmentSpec>("segment spec", stored)?)?,
+    };
+    Ok(stored == next)
+}
+
+/// Current specs with the planned changes laid over them.
+fn merged<T: DeserializeOwned>(
+    now: &IndexMap<String, Current>,
+    next: &HashMap<String, Option<String>>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::with_capacity(now.len() + next.len());
+    for (key, current) in now {
+        match next.get(key) {
+            Some(Some(text)) => out.push(parse("spec", text)?),
+            Some(None) => {}
+            None => out.push(parse("stored spec", &current.spec)?),
+        }
+    }
+    for (key, text) in next {
+        if let (false, Some(text)) = (now.contains_key(key), text) {
+            out.push(parse("spec", text)?);
+        }
+    }
+    Ok(out)
+}
