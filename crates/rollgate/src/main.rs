@@ -1,1 +1,35 @@
-fn main() {}
+//! `rollgate`: the server (`rollgate serve`) and the command line that manages
+//! it over HTTP (`apply`, `export`, `flags`, `token`, `eval`, `audit`).
+//!
+//! Architecture invariant: apart from `serve`, which wires the store into the
+//! server, the CLI knows the server only through its public HTTP API, exactly
+//! as any other client would. It prints text for people (`--json` prints the
+//! server's JSON for scripts), errors on standard error, and exits with 1 on
+//! any failure.
+
+mod cli;
+mod client;
+mod commands;
+mod convert;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(&args),
+        command => commands::run(command, &cli.global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

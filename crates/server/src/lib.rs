@@ -13,8 +13,6 @@ pub mod openapi;
 pub mod state;
 pub mod telemetry;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,15 +35,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// safety net for changes the process did not see (e.g. made by another tool).
 const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How `rollgate serve` runs.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub addr: SocketAddr,
-    pub data_dir: PathBuf,
-    /// Creates an admin token with this secret when the store has no tokens.
-    pub admin_token: Option<String>,
-}
-
 /// Opens the store and prepares the shared state: the `production`
 /// environment on an empty store, the bootstrap admin token, the snapshots.
 pub async fn prepare(store: Store, admin_token: Option<&str>) -> anyhow::Result<Arc<AppState>> {
@@ -57,17 +46,6 @@ pub async fn prepare(store: Store, admin_token: Option<&str>) -> anyhow::Result<
     }
     let telemetry = Telemetry::global();
     Ok(AppState::load(store, telemetry).await?)
-}
-
-/// Runs the server until SIGTERM or ctrl-c, then drains in-flight requests.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = Store::open_sqlite(&config.data_dir).await?;
-    let state = prepare(store, config.admin_token.as_deref()).await?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
-    tracing::info!(message = "Rollgate is listening.", addr = %listener.local_addr()?, data_dir = %config.data_dir.display());
-    serve(listener, state, shutdown_signal()).await
 }
 
 /// Serves on a bound listener until `shutdown` resolves. Tests use this with a
@@ -100,12 +78,10 @@ fn spawn_resync(state: Arc<AppState>) {
                 }
             };
             for env in environments {
-                if state.snapshot(&env.key).revision != env.revision
-                    || !state.has_environment(&env.key)
-                {
-                    if let Err(error) = state.reload_environment(&env.key).await {
-                        tracing::warn!(message = "Resync could not reload an environment.", environment = env.key, %error);
-                    }
+                let stale = state.snapshot(&env.key).revision != env.revision
+                    || !state.has_environment(&env.key);
+                if stale && let Err(error) = state.reload_environment(&env.key).await {
+                    tracing::warn!(message = "Resync could not reload an environment.", environment = env.key, %error);
                 }
             }
             if let Err(error) = state.reload_tokens().await {

@@ -15,6 +15,9 @@ use crate::audit::{self, NewEntry};
 use crate::{Store, StoreError, now_ms};
 
 /// One change to an environment's configuration.
+// Change sets are short-lived and moved once, so boxing the large variant
+// would only add noise at every call site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Change {
     /// Creates the flag, or replaces it whole.

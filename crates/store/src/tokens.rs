@@ -12,6 +12,9 @@ use crate::{Store, StoreError, now_ms};
 pub const SECRET_PREFIX: &str = "rg_";
 /// Characters of the secret kept in the clear to tell tokens apart.
 const HINT_LEN: usize = 4;
+/// Secrets shorter than this get no hint: four characters of a short,
+/// hand-picked secret (a bootstrap token) would give too much of it away.
+const MIN_LEN_FOR_HINT: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenKind {
@@ -88,6 +91,9 @@ fn new_secret() -> String {
 
 fn hint(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
+    if chars.len() < MIN_LEN_FOR_HINT {
+        return String::new();
+    }
     chars[chars.len().saturating_sub(HINT_LEN)..]
         .iter()
         .collect()
@@ -305,5 +311,6 @@ mod tests {
         assert!(a.starts_with(SECRET_PREFIX) && a.len() == SECRET_PREFIX.len() + 48);
         assert_ne!(a, b);
         assert_eq!(hint(&a), a[a.len() - 4..]);
+        assert_eq!(hint("dev"), "", "short secrets get no hint");
     }
 }

@@ -1,0 +1,242 @@
+//! The command line: every command, option and environment variable of
+//! `rollgate`, as clap derives them. Parsing only; the commands live in
+//! [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Where the server listens when neither `--server` nor `ROLLGATE_SERVER` says.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// The environment of commands that name none with `-e`.
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rollgate",
+    version,
+    about = "Rollgate: feature flags and progressive delivery from one binary.",
+    after_help = "Run `rollgate serve` to start the server; every other command talks to it over HTTP."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The help heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// URL of the Rollgate server.
+    #[arg(long, global = true, env = "ROLLGATE_SERVER", default_value = DEFAULT_SERVER, help_heading = GLOBAL)]
+    pub server: String,
+
+    /// API token (an admin token for everything but `eval`).
+    #[arg(long, global = true, env = "ROLLGATE_TOKEN", hide_env_values = true, help_heading = GLOBAL)]
+    pub token: Option<String>,
+
+    /// Environment to work in [default: production, or the file's `environment` for `apply`].
+    #[arg(short = 'e', long = "env", global = true, value_name = "ENV", help_heading = GLOBAL)]
+    pub environment: Option<String>,
+
+    /// Print the server's JSON instead of text.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+}
+
+impl Global {
+    /// The environment to use: `-e`, or `production`.
+    pub fn environment(&self) -> &str {
+        self.environment.as_deref().unwrap_or(DEFAULT_ENVIRONMENT)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server on the embedded SQLite store.
+    ///
+    /// The admin token is read from ROLLGATE_ADMIN_TOKEN: on a store without
+    /// tokens it becomes the first admin token.
+    Serve(ServeArgs),
+    /// Create or update the segments and flags of a TOML or JSON file.
+    Apply(ApplyArgs),
+    /// Write an environment's segments and flags in the format `apply` reads.
+    Export(ExportArgs),
+    /// List, inspect and change flags.
+    #[command(subcommand)]
+    Flags(FlagsCommand),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Evaluate a flag for a context, as an application would.
+    Eval(EvalArgs),
+    /// Show who changed what, when and why.
+    Audit(AuditArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "ROLLGATE_ADDR",
+        default_value = "127.0.0.1:8080",
+        value_name = "HOST:PORT"
+    )]
+    pub addr: String,
+
+    /// Directory of the embedded store; created if missing.
+    #[arg(
+        long,
+        env = "ROLLGATE_DATA_DIR",
+        default_value = "./rollgate-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// The formats of a config document.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The config file (`.toml` or `.json`), or `-` for standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The file's format; by default its extension says (`-` is TOML).
+    #[arg(long)]
+    pub format: Option<Format>,
+
+    /// Validate and report what would change, but change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also delete the flags and segments of the environment the file does not name.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Why; stored with every version and audit entry this creates.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Output format [default: the extension of `-o`, else toml].
+    #[arg(long)]
+    pub format: Option<Format>,
+
+    /// Write to this file instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FlagsCommand {
+    /// List the flags of the environment.
+    List,
+    /// Show one flag as TOML (or its record as JSON).
+    Get { key: String },
+    /// Turn a flag on: targeting rules apply again.
+    Enable(ReasonArgs),
+    /// Turn a flag off: everyone gets its off-variant.
+    Disable(ReasonArgs),
+    /// Show every version of a flag, newest first.
+    History { key: String },
+    /// Make an old version of a flag current again (as a new version).
+    Restore {
+        key: String,
+        version: i64,
+        /// Why; stored with the version and the audit entry.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Delete a flag; its history is kept and it can be restored.
+    Delete(ReasonArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReasonArgs {
+    pub key: String,
+
+    /// Why; stored with the version and the audit entry.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// The kinds of API token.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// May call the whole admin API, in every environment.
+    Admin,
+    /// May only evaluate flags (and send events) in one environment (`-e`).
+    Client,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Admin => "admin",
+            TokenKind::Client => "client",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print its secret (shown only this once).
+    Create {
+        /// A name that says who uses the token; it is the author of their changes.
+        #[arg(long)]
+        name: String,
+
+        #[arg(long, value_enum)]
+        kind: TokenKind,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token; requests with it are refused from now on.
+    Revoke { id: i64 },
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    pub key: String,
+
+    /// The evaluation context as JSON, e.g. '{"targetingKey":"u-1","plan":"pro"}'.
+    #[arg(long, default_value = "{}")]
+    pub context: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// At most this many entries (newest first).
+    #[arg(long)]
+    pub limit: Option<u32>,
+
+    /// Only the entries of this flag.
+    #[arg(long, value_name = "KEY")]
+    pub flag: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
