@@ -55,7 +55,6 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    state.telemetry.spawn_upkeep();
     spawn_resync(state.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

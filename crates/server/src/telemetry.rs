@@ -17,7 +17,7 @@ const LATENCY_BUCKETS_SECONDS: &[f64] = &[
 
 /// How often raw histogram samples are folded into buckets, so memory stays
 /// bounded even when nobody scrapes.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Telemetry {
@@ -39,6 +39,7 @@ impl Telemetry {
                     .expect("the bucket list is a non-empty constant");
                 let recorder = builder.build_recorder();
                 let handle = recorder.handle();
+                spawn_upkeep(handle.clone());
                 // Fails only if another recorder was installed first; then our
                 // handle renders nothing, which is visible and harmless.
                 if metrics::set_global_recorder(recorder).is_err() {
@@ -53,17 +54,23 @@ impl Telemetry {
     pub fn render(&self) -> String {
         self.handle.render()
     }
+}
 
-    /// Folds histogram samples periodically; runs until the runtime stops.
-    pub fn spawn_upkeep(&self) {
-        let handle = self.handle.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+/// Folds raw histogram samples into buckets, so memory stays bounded even
+/// when nobody scrapes. It runs on its own thread for the life of the process:
+/// folding a second's worth of samples on a runtime worker would stall the
+/// requests queued behind it.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
             loop {
-                tick.tick().await;
+                std::thread::sleep(UPKEEP_INTERVAL);
                 handle.run_upkeep();
             }
         });
+    if let Err(error) = spawned {
+        tracing::warn!(message = "Could not start the metrics upkeep thread.", %error);
     }
 }
 
