@@ -8,7 +8,7 @@
 //!
 //! Contexts (a targeting key and four attributes) are built up front and
 //! cycled through, so that every evaluation hashes a different unit. With
-//! 4096 contexts (~4 MB) they no longer fit the per-core cache, so that
+//! 4096 contexts (~3 MB) they no longer fit the per-core cache, so that
 //! figure includes fetching the context from memory; with 64 the contexts stay
 //! in cache, as a context the server has just parsed does.
 //!

@@ -2,17 +2,17 @@
 //! list of errors that each name the flag (or segment), the field and the
 //! problem. Compilation is all-or-nothing: one bad flag rejects the set.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 
 use chrono::DateTime;
-use indexmap::IndexMap;
 use regex::Regex;
 use serde_json::{Number, Value};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::bucket::{BUCKET_COUNT, split_boundaries, weight_units};
-use crate::context::TARGETING_KEY;
+use crate::bytes::same_bytes;
+use crate::context::{AttributeName, TARGETING_KEY};
 use crate::spec::{ConditionSpec, FlagSpec, FlagType, Op, SegmentSpec, ServeSpec};
 
 /// Longest key of a flag, segment or variant.
@@ -69,27 +69,61 @@ pub fn check_key(key: &str) -> Result<(), String> {
 /// The evaluable form of one environment's flags.
 #[derive(Debug, Default)]
 pub struct FlagSet {
-    pub(crate) flags: IndexMap<String, CompiledFlag, FlagKeyHash>,
+    /// In key order, keys unique.
+    flags: Vec<CompiledFlag>,
+    /// Open-addressing hash table (linear probing) of positions in `flags`,
+    /// by `xxh3_64` of the key; a power of two in size, at most half full,
+    /// and empty when `flags` is.
+    index: Box<[u32]>,
 }
 
-/// Hashes flag keys with xxh3 instead of the default SipHash, which costs a
-/// noticeable share of an evaluation. A keyed hash defends a table against
-/// keys chosen to collide; here administrators choose the keys and callers
-/// only look them up, so a fixed seed is safe.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct FlagKeyHash;
+/// A free slot of [`FlagSet::index`].
+const EMPTY_SLOT: u32 = u32::MAX;
 
-impl BuildHasher for FlagKeyHash {
-    type Hasher = FlagKeyHasher;
+impl FlagSet {
+    /// Indexes flags that have unique keys.
+    fn new(mut flags: Vec<CompiledFlag>) -> Self {
+        flags.sort_by(|a, b| a.key.cmp(&b.key));
+        let size = if flags.is_empty() {
+            0
+        } else {
+            (2 * flags.len()).next_power_of_two()
+        };
+        let mut index = vec![EMPTY_SLOT; size].into_boxed_slice();
+        for (position, flag) in flags.iter().enumerate() {
+            let mut slot = Self::home_slot(&flag.key, size);
+            while index[slot] != EMPTY_SLOT {
+                slot = (slot + 1) & (size - 1);
+            }
+            // Compilation would run out of memory long before 2^32 flags.
+            index[slot] = u32::try_from(position).unwrap_or(EMPTY_SLOT);
+        }
+        FlagSet { flags, index }
+    }
 
-    fn build_hasher(&self) -> FlagKeyHasher {
-        FlagKeyHasher(0)
+    fn home_slot(key: &str, size: usize) -> usize {
+        (xxh3_64(key.as_bytes()) as usize) & size.wrapping_sub(1)
     }
 }
 
-pub(crate) struct FlagKeyHasher(u64);
+/// Hashes strings with xxh3 instead of the default SipHash, which costs a
+/// noticeable share of an evaluation. A keyed hash defends a table against
+/// keys chosen to collide; here administrators choose the keys (the values of
+/// an `in` list) and callers only look them up, so a fixed seed is safe.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FixedKeyHash;
 
-impl Hasher for FlagKeyHasher {
+impl BuildHasher for FixedKeyHash {
+    type Hasher = FixedKeyHasher;
+
+    fn build_hasher(&self) -> FixedKeyHasher {
+        FixedKeyHasher(0)
+    }
+}
+
+pub(crate) struct FixedKeyHasher(u64);
+
+impl Hasher for FixedKeyHasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0 = xxh3_64_with_seed(bytes, self.0);
     }
@@ -106,13 +140,37 @@ impl Hasher for FlagKeyHasher {
 }
 
 impl FlagSet {
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.get(key)
+        // An environment with one flag is common enough (and a benchmark's
+        // favourite) to skip hashing the key.
+        if let [only] = self.flags.as_slice() {
+            return Some(only).filter(|flag| same_bytes(flag.key.as_bytes(), key.as_bytes()));
+        }
+        self.find(key)
+    }
+
+    fn find(&self, key: &str) -> Option<&CompiledFlag> {
+        let same_key = |flag: &&CompiledFlag| same_bytes(flag.key.as_bytes(), key.as_bytes());
+        let size = self.index.len();
+        let mut slot = Self::home_slot(key, size);
+        // The table is at most half full, so probing reaches a free slot.
+        loop {
+            let position = *self.index.get(slot)?;
+            if position == EMPTY_SLOT {
+                return None;
+            }
+            let flag = self.flags.get(position as usize)?;
+            if same_key(&flag) {
+                return Some(flag);
+            }
+            slot = (slot + 1) & (size - 1);
+        }
     }
 
     /// Flags in key order.
     pub fn iter(&self) -> impl Iterator<Item = &CompiledFlag> {
-        self.flags.values()
+        self.flags.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -132,10 +190,6 @@ pub struct CompiledFlag {
     pub(crate) salt: String,
     pub(crate) off_variant: usize,
     pub(crate) variants: Vec<(String, Value)>,
-    /// Names of the context attributes the flag's conditions read (segments
-    /// included), indexed by [`Attribute::Slot`]. Evaluation looks each up
-    /// once, however many conditions read it.
-    pub(crate) attributes: Vec<String>,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) default: CompiledServe,
 }
@@ -151,6 +205,16 @@ impl CompiledFlag {
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// Whether the flag has a variant of this name.
+    pub fn has_variant(&self, name: &str) -> bool {
+        self.variants.iter().any(|(n, _)| n == name)
+    }
+
+    /// The variant names, in the order written.
+    pub fn variant_names(&self) -> impl Iterator<Item = &str> {
+        self.variants.iter().map(|(n, _)| n.as_str())
     }
 }
 
@@ -173,72 +237,74 @@ pub(crate) enum CompiledServe {
     },
 }
 
-/// An attribute test with the attribute resolved for its flag.
-#[derive(Debug)]
+/// An attribute test. A segment's conditions are validated once and copied
+/// into every rule that references the segment.
+#[derive(Clone, Debug)]
 pub(crate) struct Cond {
     pub(crate) attribute: Attribute,
     pub(crate) test: Test,
 }
 
-/// The attribute a condition reads, resolved at compile time: `targetingKey`
-/// lives in its own field of the context, other attributes have a slot in
-/// [`CompiledFlag::attributes`].
-#[derive(Clone, Copy, Debug)]
+/// The attribute a condition reads: `targetingKey` lives in its own field of
+/// the context, other attributes in [`Context::attributes`](crate::Context).
+#[derive(Clone, Debug)]
 pub(crate) enum Attribute {
     TargetingKey,
-    Slot(usize),
+    Named(AttributeName),
 }
 
-/// An attribute test as validated, before it is given a flag's slot: a
-/// segment is validated once and instantiated in every flag that uses it.
-#[derive(Clone, Debug)]
-struct AttrTest {
-    attribute: String,
-    test: Test,
-}
-
-/// The attribute names of one flag, in order of first use.
-#[derive(Default)]
-struct Slots {
-    names: Vec<String>,
-}
-
-impl Slots {
-    fn instantiate(&mut self, t: &AttrTest) -> Cond {
-        let attribute = if t.attribute == TARGETING_KEY {
+impl Attribute {
+    fn new(name: &str) -> Self {
+        if name == TARGETING_KEY {
             Attribute::TargetingKey
         } else {
-            let slot = match self.names.iter().position(|n| *n == t.attribute) {
-                Some(slot) => slot,
-                None => {
-                    self.names.push(t.attribute.clone());
-                    self.names.len() - 1
-                }
-            };
-            Attribute::Slot(slot)
-        };
-        Cond {
-            attribute,
-            test: t.test.clone(),
+            Attribute::Named(AttributeName::new(name))
         }
     }
 }
 
-/// A value of `eq`, `neq`, `in` and `not_in`. Numbers are kept as `f64` so
-/// that `1` and `1.0` are equal, as they are in JSON.
+/// The values of `eq`, `neq` (a set of one), `in` and `not_in`, by type: an
+/// attribute is only compared with the values of its own type. Numbers are
+/// kept as `f64` so that `1` and `1.0` are equal, as they are in JSON.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ScalarSet {
+    pub(crate) strings: StringSet,
+    pub(crate) numbers: Vec<f64>,
+    /// Whether `false` (index 0) and `true` (index 1) are in the set.
+    pub(crate) booleans: [bool; 2],
+}
+
+/// Above this many strings, a set is hashed instead of scanned. A scan
+/// compares lengths first, so it mostly skips reading the strings, and for a
+/// short list it is quicker than hashing the attribute.
+const SCANNED_STRINGS_MAX: usize = 16;
+
 #[derive(Clone, Debug)]
-pub(crate) enum Scalar {
-    Str(String),
-    Num(f64),
-    Bool(bool),
+pub(crate) enum StringSet {
+    Scanned(Vec<Box<str>>),
+    Hashed(HashSet<Box<str>, FixedKeyHash>),
+}
+
+impl Default for StringSet {
+    fn default() -> Self {
+        StringSet::Scanned(Vec::new())
+    }
+}
+
+impl StringSet {
+    fn new(strings: Vec<Box<str>>) -> Self {
+        if strings.len() > SCANNED_STRINGS_MAX {
+            StringSet::Hashed(strings.into_iter().collect())
+        } else {
+            StringSet::Scanned(strings)
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub(crate) enum Test {
-    Eq(Scalar),
-    Neq(Scalar),
-    In(Vec<Scalar>),
-    NotIn(Vec<Scalar>),
+    In(ScalarSet),
+    NotIn(ScalarSet),
     Contains(Vec<String>),
     StartsWith(Vec<String>),
     EndsWith(Vec<String>),
@@ -292,7 +358,7 @@ pub fn compile(
 ) -> Result<FlagSet, Vec<ValidationError>> {
     let mut errors = Vec::new();
 
-    let mut compiled_segments: HashMap<&str, Vec<AttrTest>> = HashMap::new();
+    let mut compiled_segments: HashMap<&str, Vec<Cond>> = HashMap::new();
     for (i, segment) in segments.iter().enumerate() {
         let mut errs = Errors {
             subject: format!("segment `{}`", segment.key),
@@ -321,7 +387,8 @@ pub fn compile(
         compiled_segments.insert(&segment.key, conds);
     }
 
-    let mut compiled = IndexMap::with_capacity_and_hasher(flags.len(), FlagKeyHash);
+    let mut compiled = Vec::with_capacity(flags.len());
+    let mut compiled_keys = HashSet::with_capacity(flags.len());
     for (i, flag) in flags.iter().enumerate() {
         let mut errs = Errors {
             subject: format!("flag `{}`", flag.key),
@@ -332,18 +399,18 @@ pub fn compile(
             errs.push("key", e);
             continue;
         }
-        if compiled.contains_key(&flag.key) {
+        if compiled_keys.contains(flag.key.as_str()) {
             errs.push("key", "is defined twice");
             continue;
         }
         if let Some(f) = compile_flag(flag, &compiled_segments, &mut errs) {
-            compiled.insert(flag.key.clone(), f);
+            compiled_keys.insert(flag.key.as_str());
+            compiled.push(f);
         }
     }
 
     if errors.is_empty() {
-        compiled.sort_keys();
-        Ok(FlagSet { flags: compiled })
+        Ok(FlagSet::new(compiled))
     } else {
         Err(errors)
     }
@@ -351,7 +418,7 @@ pub fn compile(
 
 fn compile_flag(
     flag: &FlagSpec,
-    segments: &HashMap<&str, Vec<AttrTest>>,
+    segments: &HashMap<&str, Vec<Cond>>,
     errs: &mut Errors<'_>,
 ) -> Option<CompiledFlag> {
     let before = errs.out.len();
@@ -384,13 +451,12 @@ fn compile_flag(
     };
     let off_variant = index("off_variant", &flag.off_variant, errs);
 
-    let mut slots = Slots::default();
     let mut rules = Vec::with_capacity(flag.rules.len());
     for (i, rule) in flag.rules.iter().enumerate() {
         let mut conditions = Vec::with_capacity(rule.conditions.len());
         for (j, c) in rule.conditions.iter().enumerate() {
             let field = format!("rules[{i}].conditions[{j}]");
-            compile_condition(c, &field, segments, &mut slots, &mut conditions, errs);
+            compile_condition(c, &field, segments, &mut conditions, errs);
         }
         if let Some(serve) = compile_serve(&rule.serve, &format!("rules[{i}].serve"), &index, errs)
         {
@@ -409,7 +475,6 @@ fn compile_flag(
         salt: flag.bucketing_salt().to_owned(),
         off_variant: off_variant?,
         variants,
-        attributes: slots.names,
         rules,
         default: default?,
     })
@@ -513,13 +578,12 @@ fn compile_serve(
 fn compile_condition(
     c: &ConditionSpec,
     field: &str,
-    segments: &HashMap<&str, Vec<AttrTest>>,
-    slots: &mut Slots,
+    segments: &HashMap<&str, Vec<Cond>>,
     conditions: &mut Vec<Cond>,
     errs: &mut Errors<'_>,
 ) {
     let Some(segment) = &c.segment else {
-        conditions.extend(compile_attr_test(c, field, errs).map(|t| slots.instantiate(&t)));
+        conditions.extend(compile_attr_test(c, field, errs));
         return;
     };
     if c.attribute.is_some() || c.op.is_some() || c.value.is_some() || c.values.is_some() {
@@ -527,7 +591,7 @@ fn compile_condition(
         return;
     }
     match segments.get(segment.as_str()) {
-        Some(tests) => conditions.extend(tests.iter().map(|t| slots.instantiate(t))),
+        Some(tests) => conditions.extend(tests.iter().cloned()),
         None => errs.push(
             format!("{field}.segment"),
             format!("unknown segment `{segment}`"),
@@ -536,7 +600,7 @@ fn compile_condition(
 }
 
 /// Compiles an attribute test (`attribute`, `op`, `value`/`values`).
-fn compile_attr_test(c: &ConditionSpec, field: &str, errs: &mut Errors<'_>) -> Option<AttrTest> {
+fn compile_attr_test(c: &ConditionSpec, field: &str, errs: &mut Errors<'_>) -> Option<Cond> {
     let Some(attribute) = c.attribute.as_ref().filter(|a| !a.is_empty()) else {
         errs.push(
             field,
@@ -558,8 +622,8 @@ fn compile_attr_test(c: &ConditionSpec, field: &str, errs: &mut Errors<'_>) -> O
         (None, None) => Vec::new(),
     };
     match build_test(op, &values) {
-        Ok(test) => Some(AttrTest {
-            attribute: attribute.clone(),
+        Ok(test) => Some(Cond {
+            attribute: Attribute::new(attribute),
             test,
         }),
         Err(e) => {
@@ -580,23 +644,25 @@ fn one<'v>(values: &[&'v Value]) -> Result<&'v Value, String> {
     }
 }
 
-fn scalars(values: &[&Value]) -> Result<Vec<Scalar>, String> {
+fn scalars(values: &[&Value]) -> Result<ScalarSet, String> {
     if values.is_empty() {
         return Err("needs at least one value".into());
     }
-    values.iter().map(|v| scalar(v)).collect()
-}
-
-fn scalar(value: &Value) -> Result<Scalar, String> {
-    match value {
-        Value::String(s) => Ok(Scalar::Str(s.clone())),
-        Value::Bool(b) => Ok(Scalar::Bool(*b)),
-        Value::Number(n) => n
-            .as_f64()
-            .map(Scalar::Num)
-            .ok_or_else(|| format!("value {n} is not a representable number")),
-        other => Err(format!("value {other} must be a string, number or boolean")),
+    let mut strings = Vec::new();
+    let mut set = ScalarSet::default();
+    for value in values {
+        match value {
+            Value::String(s) => strings.push(s.as_str().into()),
+            Value::Bool(b) => set.booleans[usize::from(*b)] = true,
+            Value::Number(n) => set.numbers.push(
+                n.as_f64()
+                    .ok_or_else(|| format!("value {n} is not a representable number"))?,
+            ),
+            other => return Err(format!("value {other} must be a string, number or boolean")),
+        }
     }
+    set.strings = StringSet::new(strings);
+    Ok(set)
 }
 
 fn strings(values: &[&Value]) -> Result<Vec<String>, String> {
@@ -648,8 +714,8 @@ fn build_test(op: Op, values: &[&Value]) -> Result<Test, String> {
         _ => Cmp::Gte,
     };
     Ok(match op {
-        Op::Eq => Test::Eq(scalar(one(values)?)?),
-        Op::Neq => Test::Neq(scalar(one(values)?)?),
+        Op::Eq => Test::In(scalars(&[one(values)?])?),
+        Op::Neq => Test::NotIn(scalars(&[one(values)?])?),
         Op::In => Test::In(scalars(values)?),
         Op::NotIn => Test::NotIn(scalars(values)?),
         Op::Contains => Test::Contains(strings(values)?),

@@ -10,14 +10,16 @@
 //! fails: it returns a value with a reason, or an error code).
 
 mod bucket;
+mod bytes;
 mod compile;
 mod context;
 mod eval;
 mod spec;
+mod version;
 
 pub use bucket::{BUCKET_COUNT, bucket, split_boundaries, weight_units};
 pub use compile::{CompiledFlag, FlagSet, MAX_KEY_LEN, ValidationError, check_key, compile};
-pub use context::{AttrRef, Context, ContextError, TARGETING_KEY};
+pub use context::{AttrRef, Attributes, AttributesIter, Context, ContextError, TARGETING_KEY};
 pub use eval::{ErrorCode, EvalError, Evaluation, Reason};
 pub use spec::{
     ConditionSpec, DefaultSpec, FlagSpec, FlagType, Op, RuleSpec, SegmentSpec, ServeSpec, Weight,

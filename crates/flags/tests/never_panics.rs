@@ -6,13 +6,13 @@
 
 use chrono::DateTime;
 use flags::{
-    ConditionSpec, Context, DefaultSpec, FlagSpec, FlagType, Op, Reason, RuleSpec, SegmentSpec,
-    ServeSpec,
+    Attributes, ConditionSpec, Context, DefaultSpec, FlagSpec, FlagType, Op, Reason, RuleSpec,
+    SegmentSpec, ServeSpec,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// Attribute names the generated conditions and contexts share, so that
 /// conditions find values often. `targetingKey` is an attribute too.
@@ -70,7 +70,7 @@ fn any_context() -> impl Strategy<Value = Context> {
         0..24,
     );
     (key, attrs).prop_map(|(targeting_key, attrs)| {
-        let mut attributes = Map::new();
+        let mut attributes = Attributes::new();
         for (name, value) in attrs {
             if name != "targetingKey" {
                 attributes.insert(name, value);

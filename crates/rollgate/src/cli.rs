@@ -64,13 +64,16 @@ pub enum Command {
     /// The admin token is read from ROLLGATE_ADMIN_TOKEN: on a store without
     /// tokens it becomes the first admin token.
     Serve(ServeArgs),
-    /// Create or update the segments and flags of a TOML or JSON file.
+    /// Create or update the segments, flags and metrics of a TOML or JSON file.
     Apply(ApplyArgs),
-    /// Write an environment's segments and flags in the format `apply` reads.
+    /// Write an environment's segments, flags and metrics in the format `apply` reads.
     Export(ExportArgs),
     /// List, inspect and change flags.
     #[command(subcommand)]
     Flags(FlagsCommand),
+    /// List and inspect metric definitions (they are changed with `apply`).
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -122,7 +125,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Also delete the flags and segments of the environment the file does not name.
+    /// Also delete the flags, segments and metrics of the environment the file does not name.
     #[arg(long)]
     pub prune: bool,
 
@@ -164,6 +167,14 @@ pub enum FlagsCommand {
     },
     /// Delete a flag; its history is kept and it can be restored.
     Delete(ReasonArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MetricsCommand {
+    /// List the metric definitions of the environment.
+    List,
+    /// Show one metric definition as TOML (or its record as JSON).
+    Get { key: String },
 }
 
 #[derive(Args, Debug)]

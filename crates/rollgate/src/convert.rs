@@ -19,6 +19,10 @@ const MAX_INLINE_DEPTH: usize = 2;
 /// document's items (see [`sections`]).
 const FIRST_ORDERED_LEVEL: usize = 2;
 
+/// Top-level lists whose items keep their small tables inline, as they are
+/// written by hand: `numerator = { event = "calc_request", filter = { cache_hit = true } }`.
+const INLINE_ITEM_LISTS: &[&str] = &["metrics"];
+
 /// Parses a TOML document. A syntax error names the file, the line and the
 /// column.
 pub fn parse_toml(text: &str, name: &str) -> anyhow::Result<Value> {
@@ -143,7 +147,8 @@ pub fn to_toml_document(document: &Value) -> anyhow::Result<String> {
 /// Writes the entries of one table: first its inline values, then its
 /// sub-sections (a TOML key/value after a section header belongs to it).
 fn write_section(out: &mut String, path: &mut Vec<String>, table: &Table) {
-    let sections = sections(table, path.len());
+    let inline_items = matches!(&path[..], [list] if INLINE_ITEM_LISTS.contains(&list.as_str()));
+    let sections = sections(table, path.len(), inline_items);
     for ((key, value), &section) in table.iter().zip(&sections) {
         if !section {
             let _ = writeln!(out, "{} = {value}", toml_key(key));
@@ -179,10 +184,10 @@ fn write_section(out: &mut String, path: &mut Vec<String>, table: &Table) {
 /// and its items (level 1, a flag or a segment) are records whose key order
 /// carries no meaning; deeper tables may be maps whose order does (variants),
 /// so there an entry is a section only if no inline value follows it.
-fn sections(table: &Table, level: usize) -> Vec<bool> {
+fn sections(table: &Table, level: usize, inline_items: bool) -> Vec<bool> {
     let mut sections: Vec<bool> = table
         .values()
-        .map(|value| is_section(value, level))
+        .map(|value| is_section(value, level, inline_items))
         .collect();
     if level >= FIRST_ORDERED_LEVEL {
         let mut inline_follows = false;
@@ -200,12 +205,13 @@ fn sections(table: &Table, level: usize) -> Vec<bool> {
 /// Whether a value of a table at `level` (0 = the document) gets its own
 /// section. Lists of tables that hold tables (flags, rules) do, as do the
 /// documents' top-level lists (segments); tables do when they are deep, or
-/// hold a table and belong to a top-level item (`[flags.default]`).
-fn is_section(value: &TomlValue, level: usize) -> bool {
+/// hold a table and belong to a top-level item (`[flags.default]`) that is
+/// not one of [`INLINE_ITEM_LISTS`].
+fn is_section(value: &TomlValue, level: usize, inline_items: bool) -> bool {
     match value {
         TomlValue::Table(_) => {
             let depth = table_depth(value);
-            depth > MAX_INLINE_DEPTH || (level == 1 && depth > 1)
+            depth > MAX_INLINE_DEPTH || (level == 1 && depth > 1 && !inline_items)
         }
         TomlValue::Array(items) => {
             !items.is_empty()
@@ -290,6 +296,35 @@ mod tests {
         );
         check_round_trip(
             json!({"flags": [{"key": "k", "variants": {"with space": true, "dotted.key": false, "": 1, "quote\"": "a\nb"}}]}),
+        );
+    }
+
+    #[test]
+    fn metric_sides_stay_inline() {
+        let document = json!({"metrics": [
+            {"key": "error_rate", "kind": "ratio", "higher_is_better": false,
+             "numerator": "calc_error", "denominator": "calc_request"},
+            {"key": "cache_hit_rate", "kind": "ratio",
+             "numerator": {"event": "calc_request", "agg": "count", "filter": {"cache_hit": true}},
+             "denominator": {"event": "calc_request"}},
+            {"key": "memory", "kind": "gauge", "event": "memory_usage", "filter": {"model": "advanced"}},
+            {"key": "deep", "kind": "count", "event": "e", "filter": {"a": {"b": {"c": 1}}}}
+        ]});
+        let text = check_round_trip(document);
+        assert!(
+            text.contains(
+                "numerator = { event = \"calc_request\", agg = \"count\", filter = { cache_hit = true } }\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("filter = { model = \"advanced\" }\n"),
+            "{text}"
+        );
+        // Too deep for one line: a section, as elsewhere.
+        assert!(
+            text.contains("\n[metrics.filter]\na = { b = { c = 1 } }\n"),
+            "{text}"
         );
     }
 

@@ -1,5 +1,5 @@
 //! `rollgate`: the server (`rollgate serve`) and the command line that manages
-//! it over HTTP (`apply`, `export`, `flags`, `token`, `eval`, `audit`).
+//! it over HTTP (`apply`, `export`, `flags`, `metrics`, `token`, `eval`, `audit`).
 //!
 //! Architecture invariant: apart from `serve`, which wires the store into the
 //! server, the CLI knows the server only through its public HTTP API, exactly

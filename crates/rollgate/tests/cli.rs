@@ -741,3 +741,114 @@ fn serve_stops_cleanly_on_sigterm() {
         "the server exited with {status}:\n{log_before}"
     );
 }
+
+const SEED_METRICS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/seed-metrics.toml"
+);
+
+#[test]
+fn metrics_apply_export_and_apply_back_unchanged() {
+    let server = start();
+    server.apply_quickstart();
+    let applied = server.cli(&["apply", SEED_METRICS]).ok();
+    applied.stdout_has(&[
+        "metric cache_hit_rate: created (version 1)",
+        "metric uptime: created (version 1)",
+    ]);
+
+    server.cli(&["metrics", "list"]).ok().stdout_has(&[
+        "KEY",
+        "KIND",
+        "READS",
+        "error_rate",
+        "calc_error / calc_request",
+        "count(calc_request) filtered / calc_request",
+        "p95 of calc_request",
+        "retention_7d",
+        "lower",
+    ]);
+    let listed = server.cli(&["metrics", "list", "--json"]).ok().json();
+    let keys: Vec<&str> = listed["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["key"].as_str())
+        .collect();
+    assert!(keys.contains(&"response_time_p95"), "{keys:?}");
+    let get = server.cli(&["metrics", "get", "cache_hit_rate"]).ok();
+    get.stdout_has(&[
+        "# cache_hit_rate in production: version 1",
+        "[[metrics]]",
+        "numerator = { event = \"calc_request\", agg = \"count\", filter = { cache_hit = true } }",
+    ]);
+    let record = server
+        .cli(&["metrics", "get", "cache_hit_rate", "--json"])
+        .ok()
+        .json();
+    assert_eq!(record["kind"], "ratio");
+
+    // TOML export → apply: nothing changes, metrics included.
+    let toml_path = server.dir.path().join("all.toml");
+    server.cli(&["export", "-o", path_arg(&toml_path)]).ok();
+    let exported = std::fs::read_to_string(&toml_path).expect("the export was written");
+    assert!(exported.contains("[[metrics]]"), "{exported}");
+    assert!(
+        exported.contains(
+            "numerator = { event = \"calc_request\", agg = \"count\", filter = { cache_hit = true } }"
+        ),
+        "{exported}"
+    );
+    let again = server.cli(&["apply", path_arg(&toml_path), "--prune"]).ok();
+    assert!(
+        !again.stdout.contains("created")
+            && !again.stdout.contains("updated")
+            && !again.stdout.contains("deleted"),
+        "{}",
+        again.stdout
+    );
+    again.stdout_has(&[
+        "metric satisfaction_score: unchanged",
+        "flag calc-model: unchanged",
+        "nothing to change",
+    ]);
+
+    // And through JSON.
+    let json_path = server.dir.path().join("all.json");
+    server.cli(&["export", "-o", path_arg(&json_path)]).ok();
+    server
+        .cli(&["apply", path_arg(&json_path)])
+        .ok()
+        .stdout_has(&["nothing to change"]);
+
+    // Pruning with a file without metrics deletes them.
+    server
+        .cli(&["apply", QUICKSTART, "--prune"])
+        .ok()
+        .stdout_has(&["metric uptime: deleted"]);
+    server
+        .cli(&["metrics", "list"])
+        .ok()
+        .stdout_has(&["no metrics in production"]);
+}
+
+#[test]
+fn a_bad_metric_is_rejected_with_metric_and_field_named() {
+    let server = start();
+    let path = server.file(
+        "bad-metric.toml",
+        "[[metrics]]\nkey = \"p95\"\nkind = \"quantile\"\nevent = \"calc_request\"\nq = 95\n",
+    );
+    server
+        .cli(&["apply", path_arg(&path)])
+        .failed()
+        .stderr_has(&["metric `p95`: q: is 95; it must be between 0 and 1 exclusive"]);
+    server
+        .cli(&["metrics", "get", "nope"])
+        .failed()
+        .stderr_has(&["metric `nope` was not found", "404"]);
+    server
+        .cli(&["metrics", "get", "no/such"])
+        .failed()
+        .stderr_has(&["invalid metric key"]);
+}

@@ -1,9 +1,11 @@
 //! The admin JSON API under `/api/v1`: environments, flags, segments, versions,
-//! the config document (apply / export), tokens and the audit log.
+//! metric definitions, the config document (apply / export), tokens and the
+//! audit log.
 //!
-//! Handlers translate between wire JSON and the store; validation of flags and
-//! segments happens in the store's transaction (through `flags::compile`), so a
-//! change is checked against exactly the state it is committed on.
+//! Handlers translate between wire JSON and the store; validation of flags,
+//! segments and metrics happens in the store's transaction (through
+//! `flags::compile` and `stats::compile_metrics`), so a change is checked
+//! against exactly the state it is committed on.
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat};
 use flags::{FlagSpec, SegmentSpec};
 use serde::{Deserialize, Serialize};
+use stats::MetricSpec;
 use store::{ApplyOptions, ApplyReport, Change, TokenKind};
 use utoipa::{IntoParams, ToSchema};
 
@@ -631,6 +634,78 @@ pub async fn delete_segment(
     }))
 }
 
+// ---------------------------------------------------------------- metrics
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricRecord {
+    pub key: String,
+    /// `ratio`, `proportion`, `mean`, `count`, `quantile`, `gauge`, `retention` or `uptime`.
+    pub kind: String,
+    pub description: String,
+    pub higher_is_better: bool,
+    pub version: i64,
+    pub updated_at: String,
+    pub updated_by: String,
+    /// The metric as in the config file.
+    #[schema(value_type = Object)]
+    pub metric: MetricSpec,
+}
+
+impl From<store::StoredMetric> for MetricRecord {
+    fn from(m: store::StoredMetric) -> Self {
+        MetricRecord {
+            key: m.spec.key.clone(),
+            kind: m.spec.kind.to_string(),
+            description: m.spec.description.clone(),
+            higher_is_better: m.spec.higher_is_better,
+            version: m.version,
+            updated_at: rfc3339(m.updated_at_ms),
+            updated_by: m.updated_by,
+            metric: m.spec,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MetricList {
+    pub metrics: Vec<MetricRecord>,
+}
+
+#[utoipa::path(get, path = "/api/v1/metrics", tag = "metrics", params(EnvQuery), responses((status = 200, body = MetricList)))]
+pub async fn list_metrics(
+    State(state): Shared,
+    _: Admin,
+    ApiQuery(q): ApiQuery<EnvQuery>,
+) -> AppResult<Json<MetricList>> {
+    let env = existing_environment(&state, &q)?;
+    let metrics = state
+        .store
+        .list_metrics(env)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(MetricList { metrics }))
+}
+
+#[utoipa::path(get, path = "/api/v1/metrics/{key}", tag = "metrics", params(("key" = String, Path), EnvQuery),
+    responses((status = 200, body = MetricRecord), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_metric(
+    State(state): Shared,
+    _: Admin,
+    ApiPath(key): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EnvQuery>,
+) -> AppResult<Json<MetricRecord>> {
+    let env = existing_environment(&state, &q)?;
+    let metric = state.store.get_metric(env, &key).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "metric `{key}` was not found in environment `{env}`"
+        ))
+    })?;
+    Ok(Json(metric.into()))
+}
+
 // ---------------------------------------------------------------- apply / export
 
 /// The file format of `rollgate apply`, as JSON.
@@ -645,6 +720,10 @@ pub struct ConfigDocument {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub flags: Vec<FlagSpec>,
+    /// Metric definitions; left out of an export when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub metrics: Vec<MetricSpec>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -654,7 +733,7 @@ pub struct ApplyQuery {
     /// Validate and report, but change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Also delete flags and segments the document does not name.
+    /// Also delete flags, segments and metrics the document does not name.
     #[serde(default)]
     pub prune: bool,
     pub reason: Option<String>,
@@ -670,7 +749,7 @@ pub struct ApplyResult {
 
 #[derive(Serialize, ToSchema)]
 pub struct ChangeRecord {
-    /// `flag` or `segment`.
+    /// `flag`, `segment` or `metric`.
     pub kind: String,
     pub key: String,
     /// `created`, `updated`, `deleted` or `unchanged`.
@@ -724,9 +803,17 @@ pub async fn apply(
                 changes.push(Change::DeleteSegment(s.spec.key));
             }
         }
+        let named_metrics: std::collections::HashSet<&str> =
+            doc.metrics.iter().map(|m| m.key.as_str()).collect();
+        for m in state.store.list_metrics(&env).await? {
+            if !named_metrics.contains(m.spec.key.as_str()) {
+                changes.push(Change::DeleteMetric(m.spec.key));
+            }
+        }
     }
     changes.extend(doc.segments.into_iter().map(Change::UpsertSegment));
     changes.extend(doc.flags.into_iter().map(Change::UpsertFlag));
+    changes.extend(doc.metrics.into_iter().map(Change::UpsertMetric));
     let report = commit(
         &state,
         &env,
@@ -774,10 +861,12 @@ pub async fn export(
         .into_iter()
         .map(|f| f.spec)
         .collect();
+    let metrics = state.store.load_metrics(env).await?;
     Ok(Json(ConfigDocument {
         environment: Some(env.to_owned()),
         segments,
         flags,
+        metrics,
     }))
 }
 

@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 
 /// Seconds a client should wait before retrying while the database is down.
 pub const RETRY_AFTER_SECS: u32 = 2;
+/// Seconds a sender should wait after a 429 (ingestion is behind).
+pub const OVERLOAD_RETRY_AFTER_SECS: u32 = 1;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -110,7 +112,11 @@ pub struct ErrorObject {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let retry = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+            StatusCode::TOO_MANY_REQUESTS => Some(OVERLOAD_RETRY_AFTER_SECS),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorObject {
                 code: self.code.to_owned(),
@@ -119,10 +125,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if retry {
+        if let Some(seconds) = retry {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod ofrep;
 pub mod openapi;
 pub mod state;
@@ -119,6 +120,14 @@ pub async fn shutdown_signal() {
     tracing::info!(message = "Shutting down: finishing in-flight requests.");
 }
 
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Every route of the server.
 pub fn router(state: Arc<AppState>) -> Router {
     use admin::*;
@@ -147,9 +156,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/segments/{key}",
             get(get_segment).put(put_segment).delete(delete_segment),
         )
+        .route("/metrics", get(list_metrics))
+        .route("/metrics/{key}", get(get_metric))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/audit", get(list_audit));
+        .route("/audit", get(list_audit))
+        .route(
+            "/events",
+            post(events::ingest).layer(DefaultBodyLimit::max(events::MAX_EVENTS_BODY_BYTES)),
+        );
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_flags))

@@ -220,6 +220,7 @@ pub async fn evaluate_flag(
     };
     let snapshot = state.snapshot(&environment);
     let evaluation = snapshot.flags.evaluate(&key, &context);
+    record_exposure(&state, &environment, &key, &evaluation, &context);
     let known = snapshot.flags.get(&key).map(|f| f.key());
     record_evaluation(
         &environment,
@@ -234,6 +235,27 @@ pub async fn evaluate_flag(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("could not encode the response: {e}"),
         ),
+    }
+}
+
+/// Notes which variant the context's unit was served, so that a team that
+/// only evaluates over OFREP still gets exposure data (see `ingest`).
+fn record_exposure(
+    state: &AppState,
+    environment: &str,
+    key: &str,
+    evaluation: &Evaluation<'_>,
+    context: &Context,
+) {
+    if let (Some(unit), Some(variant), None) = (
+        context.targeting_key.as_deref(),
+        evaluation.variant,
+        &evaluation.error,
+    ) && !unit.is_empty()
+    {
+        state
+            .ingest
+            .record_exposure(environment, key, variant, unit, crate::now_ms());
     }
 }
 
@@ -258,6 +280,7 @@ pub async fn evaluate_flags(
         .map(|flag| (flag.key(), flag.evaluate(&context)))
         .collect();
     for (key, evaluation) in &evaluations {
+        record_exposure(&state, &environment, key, evaluation, &context);
         record_evaluation(
             &environment,
             Some(key),

@@ -32,6 +32,8 @@ use crate::ofrep;
         admin::get_segment,
         admin::put_segment,
         admin::delete_segment,
+        admin::list_metrics,
+        admin::get_metric,
         admin::list_tokens,
         admin::create_token,
         admin::revoke_token,

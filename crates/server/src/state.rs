@@ -31,6 +31,8 @@ pub struct Principal {
 
 pub struct AppState {
     pub store: Store,
+    /// The event write path (batches and recorded exposures).
+    pub ingest: ingest::Ingestor,
     pub telemetry: Telemetry,
     snapshots: ArcSwap<HashMap<String, Arc<EnvSnapshot>>>,
     /// SHA-256 hex of each active token's secret → its principal.
@@ -42,6 +44,7 @@ pub struct AppState {
 impl AppState {
     pub async fn load(store: Store, telemetry: Telemetry) -> Result<Arc<Self>, store::StoreError> {
         let state = Arc::new(AppState {
+            ingest: ingest::Ingestor::start(store.clone()),
             store,
             telemetry,
             snapshots: ArcSwap::from_pointee(HashMap::new()),

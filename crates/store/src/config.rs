@@ -1,5 +1,5 @@
-//! Flags and segments: applying changes as one validated transaction, their
-//! version history, and restoring an earlier version.
+//! Flags, segments and metric definitions: applying changes as one validated
+//! transaction, their version history, and restoring an earlier version.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use stats::MetricSpec;
 
 use crate::audit::{self, NewEntry};
 use crate::{Store, StoreError, now_ms};
@@ -25,6 +26,9 @@ pub enum Change {
     DeleteFlag(String),
     UpsertSegment(SegmentSpec),
     DeleteSegment(String),
+    /// Creates the metric definition, or replaces it whole.
+    UpsertMetric(MetricSpec),
+    DeleteMetric(String),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,6 +41,7 @@ pub struct ApplyOptions {
 pub enum ItemKind {
     Flag,
     Segment,
+    Metric,
 }
 
 impl ItemKind {
@@ -44,6 +49,7 @@ impl ItemKind {
         match self {
             ItemKind::Flag => "flag",
             ItemKind::Segment => "segment",
+            ItemKind::Metric => "metric",
         }
     }
 
@@ -51,6 +57,7 @@ impl ItemKind {
         match self {
             ItemKind::Flag => ("flags", "flag_versions"),
             ItemKind::Segment => ("segments", "segment_versions"),
+            ItemKind::Metric => ("metrics", "metric_versions"),
         }
     }
 }
@@ -129,6 +136,25 @@ pub struct StoredSegment {
     pub updated_by: String,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMetric {
+    pub spec: MetricSpec,
+    pub version: i64,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+/// One entry of a metric definition's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricVersion {
+    pub version: i64,
+    /// The metric as of this version; `None` for the version that deleted it.
+    pub spec: Option<MetricSpec>,
+    pub author: String,
+    pub reason: Option<String>,
+    pub created_at_ms: i64,
+}
+
 /// One entry of a flag's history.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlagVersion {
@@ -140,7 +166,7 @@ pub struct FlagVersion {
     pub created_at_ms: i64,
 }
 
-/// A row of `flags` or `segments`, spec still as JSON text.
+/// A row of `flags`, `segments` or `metrics`, spec still as JSON text.
 struct Current {
     spec: String,
     version: i64,
@@ -217,6 +243,31 @@ async fn next_version(
     Ok(latest.unwrap_or(0) + 1)
 }
 
+/// The current items of an environment, by kind.
+struct Items {
+    flags: IndexMap<String, Current>,
+    segments: IndexMap<String, Current>,
+    metrics: IndexMap<String, Current>,
+}
+
+impl Items {
+    async fn load(conn: &mut AnyConnection, environment: &str) -> Result<Items, StoreError> {
+        Ok(Items {
+            flags: load_current(conn, ItemKind::Flag, environment).await?,
+            segments: load_current(conn, ItemKind::Segment, environment).await?,
+            metrics: load_current(conn, ItemKind::Metric, environment).await?,
+        })
+    }
+
+    fn of(&self, kind: ItemKind) -> &IndexMap<String, Current> {
+        match kind {
+            ItemKind::Flag => &self.flags,
+            ItemKind::Segment => &self.segments,
+            ItemKind::Metric => &self.metrics,
+        }
+    }
+}
+
 /// One item's planned write.
 struct Planned {
     kind: ItemKind,
@@ -265,10 +316,9 @@ impl Store {
         let _write = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
         let revision = environment_revision(&mut tx, environment).await?;
-        let flags_now = load_current(&mut tx, ItemKind::Flag, environment).await?;
-        let segments_now = load_current(&mut tx, ItemKind::Segment, environment).await?;
+        let now_items = Items::load(&mut tx, environment).await?;
 
-        let plan = plan_changes(changes, &flags_now, &segments_now)?;
+        let plan = plan_changes(changes, &now_items)?;
 
         let mut report = ApplyReport {
             changes: Vec::with_capacity(plan.len()),
@@ -282,11 +332,7 @@ impl Store {
         for p in &plan {
             let (table, versions) = p.kind.tables();
             let version = if p.action == ChangeAction::Unchanged {
-                let current = match p.kind {
-                    ItemKind::Flag => flags_now.get(&p.key),
-                    ItemKind::Segment => segments_now.get(&p.key),
-                };
-                current.map(|c| c.version)
+                now_items.of(p.kind).get(&p.key).map(|c| c.version)
             } else {
                 Some(next_version(&mut tx, p.kind, environment, &p.key).await?)
             };
@@ -450,6 +496,71 @@ impl Store {
             .transpose()
     }
 
+    /// The environment's metric definitions, by key, as written.
+    pub async fn load_metrics(&self, environment: &str) -> Result<Vec<MetricSpec>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        load_current(&mut conn, ItemKind::Metric, environment)
+            .await?
+            .values()
+            .map(|c| parse("metric spec", &c.spec))
+            .collect()
+    }
+
+    /// The environment's metric definitions, by key.
+    pub async fn list_metrics(&self, environment: &str) -> Result<Vec<StoredMetric>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let current = load_current(&mut conn, ItemKind::Metric, environment).await?;
+        current.into_values().map(stored_metric).collect()
+    }
+
+    pub async fn get_metric(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<StoredMetric>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key, spec, version, updated_at_ms, updated_by FROM metrics WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| current_from_row(r).and_then(|(_, c)| stored_metric(c)))
+            .transpose()
+    }
+
+    /// Every version of a metric definition, newest first; empty when it never existed.
+    pub async fn metric_history(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Vec<MetricVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, spec, author, reason, created_at_ms FROM metric_versions \
+             WHERE environment = $1 AND key = $2 ORDER BY version DESC",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let spec: Option<String> = row.try_get("spec")?;
+                Ok(MetricVersion {
+                    version: row.try_get("version")?,
+                    spec: spec
+                        .as_deref()
+                        .map(|t| parse("metric version spec", t))
+                        .transpose()?,
+                    author: row.try_get("author")?,
+                    reason: row.try_get("reason")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
     /// Every version of a flag, newest first; empty when it never existed.
     pub async fn flag_history(
         &self,
@@ -538,6 +649,15 @@ fn stored_segment(c: Current) -> Result<StoredSegment, StoreError> {
     })
 }
 
+fn stored_metric(c: Current) -> Result<StoredMetric, StoreError> {
+    Ok(StoredMetric {
+        spec: parse("metric spec", &c.spec)?,
+        version: c.version,
+        updated_at_ms: c.updated_at_ms,
+        updated_by: c.updated_by,
+    })
+}
+
 fn flag_version_from_row(row: &AnyRow) -> Result<FlagVersion, StoreError> {
     let spec: Option<String> = row.try_get("spec")?;
     Ok(FlagVersion {
@@ -553,16 +673,13 @@ fn flag_version_from_row(row: &AnyRow) -> Result<FlagVersion, StoreError> {
 }
 
 /// Works out, without writing, what each change does, and validates the
-/// resulting flag set as a whole.
-fn plan_changes(
-    changes: Vec<Change>,
-    flags_now: &IndexMap<String, Current>,
-    segments_now: &IndexMap<String, Current>,
-) -> Result<Vec<Planned>, StoreError> {
+/// resulting flag set and metric definitions as a whole.
+fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>, StoreError> {
     let mut problems: Vec<ValidationError> = Vec::new();
     // The state after the changes, as canonical JSON text by key.
     let mut flags_next: HashMap<String, Option<String>> = HashMap::new();
     let mut segments_next: HashMap<String, Option<String>> = HashMap::new();
+    let mut metrics_next: HashMap<String, Option<String>> = HashMap::new();
     let mut order: Vec<(ItemKind, String)> = Vec::new();
 
     for change in changes {
@@ -573,10 +690,16 @@ fn plan_changes(
                 (ItemKind::Segment, spec.key.clone(), Some(canonical(&spec)?))
             }
             Change::DeleteSegment(key) => (ItemKind::Segment, key, None),
+            Change::UpsertMetric(spec) => {
+                (ItemKind::Metric, spec.key.clone(), Some(canonical(&spec)?))
+            }
+            Change::DeleteMetric(key) => (ItemKind::Metric, key, None),
         };
-        let (now, next_map) = match kind {
-            ItemKind::Flag => (flags_now, &mut flags_next),
-            ItemKind::Segment => (segments_now, &mut segments_next),
+        let now = now_items.of(kind);
+        let next_map = match kind {
+            ItemKind::Flag => &mut flags_next,
+            ItemKind::Segment => &mut segments_next,
+            ItemKind::Metric => &mut metrics_next,
         };
         if next.is_none() && !now.contains_key(&key) {
             return Err(StoreError::not_found(kind.as_str(), &key));
@@ -595,16 +718,33 @@ fn plan_changes(
         return Err(StoreError::Invalid(problems));
     }
 
-    let flag_specs = merged::<FlagSpec>(flags_now, &flags_next)?;
-    let segment_specs = merged::<SegmentSpec>(segments_now, &segments_next)?;
-    flags::compile(&flag_specs, &segment_specs).map_err(StoreError::Invalid)?;
+    let flag_specs = merged::<FlagSpec>(&now_items.flags, &flags_next)?;
+    let segment_specs = merged::<SegmentSpec>(&now_items.segments, &segments_next)?;
+    let metric_specs = merged::<MetricSpec>(&now_items.metrics, &metrics_next)?;
+    // Both checks run, so that a change with bad flags and bad metrics hears
+    // of all its problems at once.
+    if let Err(errors) = flags::compile(&flag_specs, &segment_specs) {
+        problems.extend(errors);
+    }
+    if let Err(errors) = stats::compile_metrics(&metric_specs) {
+        problems.extend(errors.into_iter().map(|e| ValidationError {
+            subject: e.subject,
+            field: e.field,
+            message: e.message,
+        }));
+    }
+    if !problems.is_empty() {
+        return Err(StoreError::Invalid(problems));
+    }
 
     order
         .into_iter()
         .map(|(kind, key)| {
-            let (now, next) = match kind {
-                ItemKind::Flag => (flags_now, &flags_next),
-                ItemKind::Segment => (segments_now, &segments_next),
+            let now = now_items.of(kind);
+            let next = match kind {
+                ItemKind::Flag => &flags_next,
+                ItemKind::Segment => &segments_next,
+                ItemKind::Metric => &metrics_next,
             };
             let before = now.get(&key).map(|c| c.spec.clone());
             let after = next.get(&key).cloned().flatten();
@@ -635,6 +775,7 @@ fn same_spec(kind: ItemKind, stored: &str, next: &str) -> Result<bool, StoreErro
     let stored = match kind {
         ItemKind::Flag => canonical(&parse::<FlagSpec>("flag spec", stored)?)?,
         ItemKind::Segment => canonical(&parse::<SegmentSpec>("segment spec", stored)?)?,
+        ItemKind::Metric => canonical(&parse::<MetricSpec>("metric spec", stored)?)?,
     };
     Ok(stored == next)
 }

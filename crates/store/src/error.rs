@@ -9,7 +9,7 @@ pub enum StoreError {
     NotFound { kind: &'static str, key: String },
     #[error("{0}")]
     Conflict(String),
-    /// The change would leave flags or segments that do not compile.
+    /// The change would leave flags, segments or metrics that do not compile.
     #[error("{} validation problem(s): {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<ValidationError>),
     #[error("{0}")]

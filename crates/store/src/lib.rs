@@ -7,18 +7,20 @@
 //! `ON CONFLICT`, `RETURNING`). Only the migrations differ, one folder each.
 //!
 //! Invariants:
-//! - A change is validated (through `flags::compile`) against exactly the
-//!   state it is committed on, inside the same transaction; the store never
-//!   holds a flag set that does not compile.
-//! - Every committed change of a flag or segment writes a version row and an
-//!   audit entry in that same transaction. A change that changes nothing
-//!   writes neither.
+//! - A change is validated (through `flags::compile` and
+//!   `stats::compile_metrics`) against exactly the state it is committed on,
+//!   inside the same transaction; the store never holds a flag set or metric
+//!   definitions that do not compile.
+//! - Every committed change of a flag, segment or metric writes a version row
+//!   and an audit entry in that same transaction. A change that changes
+//!   nothing writes neither.
 //! - Writes are serialised in-process, so SQLite never has to upgrade a read
 //!   lock under contention.
 
 mod audit;
 mod config;
 mod error;
+mod events;
 mod tokens;
 
 use std::path::Path;
@@ -31,9 +33,10 @@ use sqlx::{AnyPool, Executor, Row};
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use config::{
     AppliedChange, ApplyOptions, ApplyReport, Change, ChangeAction, FlagVersion, ItemKind,
-    StoredFlag, StoredSegment,
+    MetricVersion, StoredFlag, StoredMetric, StoredSegment,
 };
 pub use error::StoreError;
+pub use events::{Appended, NewBatch, StoredBatch};
 pub use tokens::{ActiveToken, TokenKind, TokenRecord, hash_token};
 
 /// Name of the SQLite file inside the data directory.
@@ -66,7 +69,7 @@ pub struct Store {
 pub struct Environment {
     pub key: String,
     pub description: String,
-    /// Grows by one with every committed change of the environment's flags or segments.
+    /// Grows by one with every committed change of the environment's flags, segments or metrics.
     pub revision: i64,
     pub created_at_ms: i64,
 }

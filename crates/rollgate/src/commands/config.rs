@@ -25,7 +25,9 @@ pub async fn apply(client: &Client, global: &Global, args: &ApplyArgs) -> anyhow
         Format::Json => convert::parse_json(&text, &name)?,
     };
     if !document.is_object() {
-        bail!("{name}: a config document is a table with `environment`, `segments` and `flags`");
+        bail!(
+            "{name}: a config document is a table with `environment`, `segments`, `flags` and `metrics`"
+        );
     }
     let params = [
         // The document's own `environment` applies unless `-e` names one.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod config;
 pub mod eval;
 pub mod flags;
+pub mod metrics;
 pub mod serve;
 pub mod tokens;
 
@@ -27,6 +28,7 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
             Command::Apply(args) => config::apply(&client, global, &args).await,
             Command::Export(args) => config::export(&client, global, &args).await,
             Command::Flags(command) => flags::run(&client, global, command).await,
+            Command::Metrics(command) => metrics::run(&client, global, command).await,
             Command::Token(command) => tokens::run(&client, global, command).await,
             Command::Eval(args) => eval::run(&client, global, &args).await,
             Command::Audit(args) => audit::run(&client, global, &args).await,

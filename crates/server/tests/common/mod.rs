@@ -12,6 +12,8 @@ pub struct TestServer {
     pub url: String,
     pub http: reqwest::Client,
     pub data_dir: tempfile::TempDir,
+    /// The running server's state, for tests that look behind the API.
+    pub state: std::sync::Arc<server::state::AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -29,11 +31,12 @@ pub async fn start() -> TestServer {
         .expect("bind loopback");
     let url = format!("http://{}", listener.local_addr().expect("local addr"));
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(listener, state, async {
+    let task = tokio::spawn(server::serve(listener, state.clone(), async {
         let _ = rx.await;
     }));
     TestServer {
         url,
+        state,
         http: reqwest::Client::new(),
         data_dir,
         shutdown: Some(tx),

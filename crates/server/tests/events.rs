@@ -1,0 +1,279 @@
+//! `POST /api/v1/events` against the real server and SQLite file.
+
+mod common;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn stored_events(server: &common::TestServer) -> i64 {
+    server
+        .state
+        .store
+        .event_count("production")
+        .await
+        .expect("count events")
+}
+
+fn track(unit: &str, value: f64) -> Value {
+    json!({"kind": "track", "name": "calc_request", "targetingKey": unit, "value": value,
+           "timestamp": "2026-11-23T10:00:01Z", "attributes": {"cache_hit": true}})
+}
+
+async fn post_raw(
+    server: &common::TestServer,
+    token: &str,
+    content_type: &str,
+    body: String,
+    idempotency_key: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = server
+        .http
+        .post(format!("{}/api/v1/events", server.url))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(key) = idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn a_client_token_sends_a_batch_that_is_committed() {
+    let server = common::start().await;
+    assert_eq!(
+        server.apply(common::typed_flags()).await.status,
+        StatusCode::OK
+    );
+    let token = server.client_token("production").await;
+    let batch = json!({"events": [
+        {"kind": "exposure", "flag": "calc-model", "variant": "advanced", "targetingKey": "u-17", "timestamp": "2026-11-23T10:00:00Z"},
+        track("u-17", 182.5),
+    ]});
+    let (status, _, body) =
+        post_raw(&server, &token, "application/json", batch.to_string(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["accepted"].clone(), body["duplicate"].clone()),
+        (json!(2), json!(false))
+    );
+    assert_eq!(stored_events(&server).await, 2, "acknowledged means stored");
+
+    let ndjson = format!("{}\n{}\n", track("u-1", 1.0), track("u-2", 2.0));
+    let (status, _, body) = post_raw(&server, &token, "application/x-ndjson", ndjson, None).await;
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+    assert_eq!(stored_events(&server).await, 4);
+}
+
+#[tokio::test]
+async fn an_invalid_event_rejects_the_whole_batch() {
+    let server = common::start().await;
+    server.apply(common::typed_flags()).await;
+    let token = server.client_token("production").await;
+    let cases = [
+        (
+            json!({"events": [track("u-1", 1.0), {"kind": "click", "targetingKey": "u"}]}),
+            "events[1]: unknown kind `click`",
+        ),
+        (
+            json!({"events": [track("u-1", 1.0), {"kind": "track", "name": "x"}]}),
+            "events[1]: targetingKey is missing",
+        ),
+        (
+            json!({"events": [{"kind": "track", "name": "x", "targetingKey": "u", "timestamp": "2999-01-01T00:00:00Z"}]}),
+            "in the future",
+        ),
+        (
+            json!({"events": [{"kind": "exposure", "flag": "calc-model", "variant": "fancy", "targetingKey": "u"}]}),
+            "has no variant `fancy`",
+        ),
+        (
+            json!({"events": [{"kind": "exposure", "flag": "nope", "variant": "on", "targetingKey": "u"}]}),
+            "flag `nope` does not exist",
+        ),
+        (
+            json!({"events": [{"kind": "track", "name": "x", "targetingKey": "u", "value": "slow"}]}),
+            "value must be a number",
+        ),
+        (json!({"evnts": []}), "unknown field `evnts`"),
+    ];
+    for (batch, expected) in cases {
+        let (status, _, body) =
+            post_raw(&server, &token, "application/json", batch.to_string(), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{batch}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(expected),
+            "{batch}: `{message}` should contain `{expected}`"
+        );
+    }
+    let (status, _, _) = post_raw(
+        &server,
+        &token,
+        "application/json",
+        "{\"events\": [".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let too_many: Vec<Value> = (0..=ingest::MAX_BATCH_EVENTS)
+        .map(|i| track(&format!("u-{i}"), 1.0))
+        .collect();
+    let (status, _, body) = post_raw(
+        &server,
+        &token,
+        "application/json",
+        json!({"events": too_many}).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, _, _) = post_raw(
+        &server,
+        &token,
+        "text/plain",
+        json!({"events": [track("u", 1.0)]}).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        stored_events(&server).await,
+        0,
+        "nothing of a rejected batch is stored"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_batch_with_an_idempotency_key_counts_once() {
+    let server = common::start().await;
+    let token = server.client_token("production").await;
+    let batch =
+        json!({"events": [track("u-1", 1.0), track("u-2", 2.0), track("u-3", 3.0)]}).to_string();
+    let (status, _, first) = post_raw(
+        &server,
+        &token,
+        "application/json",
+        batch.clone(),
+        Some("batch-42"),
+    )
+    .await;
+    assert_eq!(
+        (status, first["duplicate"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    let (status, _, second) = post_raw(
+        &server,
+        &token,
+        "application/json",
+        batch.clone(),
+        Some("batch-42"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            second["duplicate"].clone(),
+            second["batch"].clone(),
+            second["accepted"].clone()
+        ),
+        (json!(true), first["batch"].clone(), json!(3))
+    );
+    assert_eq!(stored_events(&server).await, 3);
+    post_raw(&server, &token, "application/json", batch, Some("batch-43")).await;
+    assert_eq!(stored_events(&server).await, 6, "a new key is a new batch");
+}
+
+#[tokio::test]
+async fn tokens_decide_where_events_go() {
+    let server = common::start().await;
+    let body = json!({"events": [track("u-1", 1.0)]});
+    let reply = server
+        .call(Method::POST, "/api/v1/events", None, Some(body.clone()))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let token = server.client_token("production").await;
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/events?environment=staging",
+            Some(&token),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::FORBIDDEN,
+        "a client token writes only to its own environment"
+    );
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/events?environment=nowhere",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = server
+        .admin(Method::POST, "/api/v1/events", Some(body))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "an admin token writes to production by default"
+    );
+}
+
+#[tokio::test]
+async fn ofrep_evaluations_record_exposures_by_themselves() {
+    let server = common::start().await;
+    server.apply(common::typed_flags()).await;
+    let token = server.client_token("production").await;
+    for unit in ["u-1", "u-2", "u-1"] {
+        let reply = server
+            .eval(&token, "calc-model", json!({"targetingKey": unit}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    // No targeting key, no unit to attribute: nothing to record.
+    server.eval(&token, "new-checkout", json!({})).await;
+    server
+        .state
+        .ingest
+        .flush_exposures()
+        .await
+        .expect("flush exposures");
+    let batches = server
+        .state
+        .store
+        .batches_after(0, 100)
+        .await
+        .expect("batches");
+    let events: Vec<ingest::Event> = batches
+        .iter()
+        .flat_map(|b| serde_json::from_str::<Vec<ingest::Event>>(&b.events).expect("stored events"))
+        .collect();
+    let mut units: Vec<(String, String)> = events
+        .iter()
+        .map(|e| match e {
+            ingest::Event::Exposure { flag, unit, .. } => (flag.clone(), unit.clone()),
+            other => panic!("only exposures were recorded, got {other:?}"),
+        })
+        .collect();
+    units.sort();
+    assert_eq!(
+        units,
+        [
+            ("calc-model".to_owned(), "u-1".to_owned()),
+            ("calc-model".to_owned(), "u-2".to_owned())
+        ],
+        "a repeat is recorded once"
+    );
+}
