@@ -5,7 +5,9 @@
 //! committed to the store (WAL with `synchronous=FULL` on SQLite), so a crash
 //! right after the answer loses nothing.
 
+pub mod aggregator;
 pub mod event;
+pub mod fold;
 pub mod pipeline;
 
 pub use event::{BatchError, Event, MAX_BATCH_EVENTS, parse_json_batch, parse_ndjson_batch};

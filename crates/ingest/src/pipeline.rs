@@ -12,12 +12,16 @@ use std::time::Duration;
 use store::{Appended, NewBatch, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::aggregator::{self, Progress};
 use crate::event::Event;
 
 /// Batches that may wait for the writer; beyond this, senders get 429.
 pub const QUEUE_BATCHES: usize = 256;
+/// Committed batches the aggregator may be behind; beyond this, senders get
+/// 429 until it catches up, so the backlog (and its memory) stays bounded.
+pub const MAX_AGGREGATION_LAG_BATCHES: i64 = 2_000;
 /// Most batches one transaction commits.
-const MAX_GROUP: usize = 64;
+pub const MAX_GROUP: usize = 64;
 /// How often exposures recorded by evaluations are written.
 const EXPOSURE_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// Exposures kept in memory between flushes; beyond this, new ones are
@@ -73,6 +77,7 @@ struct ExposureBuffer {
 #[derive(Clone)]
 pub struct Ingestor {
     queue: mpsc::Sender<Job>,
+    progress: Arc<Progress>,
     exposures: Arc<Mutex<ExposureBuffer>>,
 }
 
@@ -85,9 +90,12 @@ impl Ingestor {
     /// Like [`Ingestor::start`] with room for `capacity` waiting batches.
     pub fn with_queue(store: Store, capacity: usize) -> Ingestor {
         let (queue, jobs) = mpsc::channel(capacity.max(1));
-        tokio::spawn(write_loop(store, jobs));
+        let progress = Arc::new(Progress::default());
+        tokio::spawn(write_loop(store.clone(), jobs, progress.clone()));
+        tokio::spawn(aggregator::run(store, progress.clone()));
         let ingestor = Ingestor {
             queue,
+            progress,
             exposures: Arc::default(),
         };
         let flusher = ingestor.clone();
@@ -119,6 +127,9 @@ impl Ingestor {
             event_count: events.len() as i64,
             events: text,
         };
+        if self.progress.lag() > MAX_AGGREGATION_LAG_BATCHES {
+            return Err(SubmitError::Overloaded);
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .try_send(Job { batch, reply })
@@ -236,7 +247,14 @@ fn fingerprint(parts: &[&str]) -> u64 {
     hasher.finish()
 }
 
-async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>) {
+/// Batches committed but not yet folded into the aggregates.
+impl Ingestor {
+    pub fn aggregation_lag(&self) -> i64 {
+        self.progress.lag()
+    }
+}
+
+async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, progress: Arc<Progress>) {
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -249,6 +267,19 @@ async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>) {
             group.into_iter().map(|j| (j.batch, j.reply)).unzip();
         match store.append_batches(&batches).await {
             Ok(results) => {
+                if let Some(newest) = results
+                    .iter()
+                    .filter_map(|r| match r {
+                        Appended::Stored { id } => Some(*id),
+                        Appended::Duplicate { .. } => None,
+                    })
+                    .max()
+                {
+                    progress
+                        .stored
+                        .fetch_max(newest, std::sync::atomic::Ordering::Relaxed);
+                    progress.wake.notify_one();
+                }
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }

@@ -277,3 +277,90 @@ async fn ofrep_evaluations_record_exposures_by_themselves() {
         "a repeat is recorded once"
     );
 }
+
+/// Folds everything stored so far (the background aggregator may race; a
+/// conflict just means it got there first).
+async fn fold_all(server: &common::TestServer) {
+    let mut cache = std::collections::HashMap::new();
+    loop {
+        match ingest::aggregator::fold_next(&server.state.store, &mut cache).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(store::StoreError::Conflict(_)) => cache.clear(),
+            Err(error) => panic!("fold failed: {error}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_add_up_to_per_unit_totals_by_variant() {
+    let server = common::start().await;
+    let mut doc = common::typed_flags();
+    doc["metrics"] = json!([
+        {"key": "error_rate", "kind": "ratio", "numerator": "calc_error", "denominator": "calc_request", "higher_is_better": false},
+        {"key": "latency", "kind": "ratio", "numerator": {"event": "calc_request", "agg": "sum"}, "denominator": "calc_request"}
+    ]);
+    assert_eq!(server.apply(doc).await.status, StatusCode::OK);
+    let token = server.client_token("production").await;
+
+    // u-1 and u-2 see `advanced`, u-3 `simple`; u-2 is later also exposed to
+    // `simple` (it stays `advanced`, marked); u-4 is never exposed.
+    let exposure = |unit: &str, variant: &str| json!({"kind": "exposure", "flag": "calc-model", "variant": variant, "targetingKey": unit, "timestamp": "2026-11-23T10:00:00Z"});
+    let request = |unit: &str, ms: f64| json!({"kind": "track", "name": "calc_request", "targetingKey": unit, "value": ms, "timestamp": "2026-11-23T10:05:00Z"});
+    let error = |unit: &str| json!({"kind": "track", "name": "calc_error", "targetingKey": unit, "timestamp": "2026-11-23T10:05:00Z"});
+    let batches = [
+        json!({"events": [exposure("u-1", "advanced"), exposure("u-2", "advanced"), exposure("u-3", "simple")]}),
+        json!({"events": [request("u-1", 100.0), request("u-1", 300.0), error("u-1"), request("u-2", 50.0)]}),
+        json!({"events": [exposure("u-2", "simple"), request("u-3", 80.0), error("u-3"), error("u-3"), request("u-4", 1.0)]}),
+    ];
+    for batch in batches {
+        let (status, _, body) =
+            post_raw(&server, &token, "application/json", batch.to_string(), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    fold_all(&server).await;
+
+    let store = &server.state.store;
+    let totals = |metric: &'static str| async move {
+        store
+            .unit_totals("production", "calc-model", metric)
+            .await
+            .expect("totals")
+            .into_iter()
+            .map(|t| (t.variant, t.unit, t.x, t.y))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        totals("error_rate").await,
+        [
+            ("advanced".to_owned(), "u-1".to_owned(), 1.0, 2.0),
+            ("advanced".to_owned(), "u-2".to_owned(), 0.0, 1.0),
+            ("simple".to_owned(), "u-3".to_owned(), 2.0, 1.0),
+        ]
+    );
+    assert_eq!(
+        totals("latency").await,
+        [
+            ("advanced".to_owned(), "u-1".to_owned(), 400.0, 2.0),
+            ("advanced".to_owned(), "u-2".to_owned(), 50.0, 1.0),
+            ("simple".to_owned(), "u-3".to_owned(), 80.0, 1.0),
+        ]
+    );
+    let exposures = store
+        .exposure_counts("production", "calc-model")
+        .await
+        .expect("exposures");
+    let summary: Vec<(String, i64, i64)> = exposures
+        .into_iter()
+        .map(|e| (e.variant, e.units, e.conflicting))
+        .collect();
+    assert_eq!(
+        summary,
+        [("advanced".to_owned(), 2, 1), ("simple".to_owned(), 1, 0)]
+    );
+
+    // Folding again adds nothing: every batch counts exactly once.
+    fold_all(&server).await;
+    assert_eq!(totals("error_rate").await.len(), 3);
+    assert_eq!(totals("latency").await[0].2, 400.0);
+}

@@ -314,7 +314,7 @@ impl Store {
         options: ApplyOptions,
     ) -> Result<ApplyReport, StoreError> {
         let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let revision = environment_revision(&mut tx, environment).await?;
         let now_items = Items::load(&mut tx, environment).await?;
 

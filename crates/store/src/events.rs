@@ -44,7 +44,7 @@ impl Store {
     /// (group commit). Every batch is whole or absent.
     pub async fn append_batches(&self, batches: &[NewBatch]) -> Result<Vec<Appended>, StoreError> {
         let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {

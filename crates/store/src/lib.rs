@@ -17,6 +17,7 @@
 //! - Writes are serialised in-process, so SQLite never has to upgrade a read
 //!   lock under contention.
 
+mod aggregates;
 mod audit;
 mod config;
 mod error;
@@ -30,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use aggregates::{ExposureRow, FoldWrite, TotalDelta, UnitTotal, VariantExposures};
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use config::{
     AppliedChange, ApplyOptions, ApplyReport, Change, ChangeAction, FlagVersion, ItemKind,
@@ -139,6 +141,19 @@ impl Store {
         })
     }
 
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so that the busy timeout applies: a deferred
+    /// transaction that reads first fails at once, without waiting, when it
+    /// later needs the lock while another connection holds it.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -181,7 +196,7 @@ impl Store {
         actor: &str,
     ) -> Result<Environment, StoreError> {
         let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO environments (key, description, revision, created_at_ms) VALUES ($1, $2, 0, $3) \

@@ -173,7 +173,7 @@ impl Store {
         actor: &str,
     ) -> Result<TokenRecord, StoreError> {
         let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(env) = environment
             && sqlx::query("SELECT key FROM environments WHERE key = $1")
                 .bind(env)
@@ -254,7 +254,7 @@ impl Store {
     /// Revokes a token; revoking a revoked token changes nothing.
     pub async fn revoke_token(&self, id: i64, actor: &str) -> Result<TokenRecord, StoreError> {
         let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
             .bind(id)
             .fetch_optional(&mut *tx)

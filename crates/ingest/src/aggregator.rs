@@ -1,0 +1,180 @@
+//! The aggregator: folds committed batches, in id order, into exposures and
+//! per-unit metric totals, and records how far it got in the same
+//! transaction (exactly once, across crashes and restarts).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use store::{ExposureRow, FoldWrite, Store, StoreError, TotalDelta};
+use tokio::sync::Notify;
+
+use crate::event::Event;
+use crate::fold::{Exposed, Exposures, Folded, fold};
+
+/// Batches read per fold.
+const BATCHES_PER_FOLD: i64 = 200;
+/// How often the aggregator looks for work when nobody wakes it.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// Units whose exposures are kept in memory; beyond this the cache restarts.
+const MAX_CACHED_UNITS: usize = 1_000_000;
+
+/// Progress shared with the write path (for backpressure).
+#[derive(Default)]
+pub(crate) struct Progress {
+    /// The newest batch id the writer committed.
+    pub stored: AtomicI64,
+    /// The newest batch id folded into the aggregates.
+    pub folded: AtomicI64,
+    pub wake: Notify,
+}
+
+impl Progress {
+    pub fn lag(&self) -> i64 {
+        self.stored.load(Ordering::Relaxed) - self.folded.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) async fn run(store: Store, progress: Arc<Progress>) {
+    let mut cache: HashMap<String, Exposures> = HashMap::new();
+    match (
+        store.aggregation_progress().await,
+        store.last_batch_id().await,
+    ) {
+        (Ok(folded), Ok(stored)) => {
+            progress.folded.store(folded, Ordering::Relaxed);
+            progress.stored.fetch_max(stored, Ordering::Relaxed);
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(message = "Could not read aggregation progress.", %error)
+        }
+    }
+    loop {
+        loop {
+            match fold_next(&store, &mut cache).await {
+                Ok(Some(through)) => progress.folded.store(through, Ordering::Relaxed),
+                Ok(None) => break,
+                Err(StoreError::Conflict(_)) => {
+                    // Another process folded these batches; start again from its progress.
+                    cache.clear();
+                    if let Ok(folded) = store.aggregation_progress().await {
+                        progress.folded.store(folded, Ordering::Relaxed);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Could not fold event batches; retrying.", %error);
+                    cache.clear();
+                    break;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(IDLE_CHECK, progress.wake.notified()).await;
+    }
+}
+
+/// Folds the next batches; returns the id of the last one, or `None` when
+/// there was nothing to fold.
+pub async fn fold_next(
+    store: &Store,
+    cache: &mut HashMap<String, Exposures>,
+) -> Result<Option<i64>, StoreError> {
+    let from = store.aggregation_progress().await?;
+    let batches = store.batches_after(from, BATCHES_PER_FOLD).await?;
+    let Some(through) = batches.last().map(|b| b.id) else {
+        return Ok(None);
+    };
+
+    // Events per environment, in batch order.
+    let mut by_environment: Vec<(String, Vec<Event>)> = Vec::new();
+    for batch in &batches {
+        let events: Vec<Event> = serde_json::from_str(&batch.events)
+            .map_err(|e| StoreError::Corrupt(format!("event batch {}: {e}", batch.id)))?;
+        match by_environment
+            .iter_mut()
+            .find(|(env, _)| *env == batch.environment)
+        {
+            Some((_, all)) => all.extend(events),
+            None => by_environment.push((batch.environment.clone(), events)),
+        }
+    }
+
+    if cache.values().map(HashMap::len).sum::<usize>() > MAX_CACHED_UNITS {
+        cache.clear();
+    }
+    let mut writes = Vec::with_capacity(by_environment.len());
+    for (environment, events) in by_environment {
+        let specs = store.load_metrics(&environment).await?;
+        let metrics = stats::compile_metrics(&specs).unwrap_or_else(|errors| {
+            tracing::error!(
+                message = "Stored metrics do not compile; folding exposures only.",
+                environment,
+                errors = errors.len()
+            );
+            Vec::new()
+        });
+        let known = cache.entry(environment.clone()).or_default();
+        let missing: Vec<String> = events
+            .iter()
+            .map(Event::unit)
+            .filter(|u| !known.contains_key(*u))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for unit in &missing {
+            known.insert(unit.clone(), Vec::new());
+        }
+        for (unit, flag, variant, first_at_ms) in store.exposures_of(&environment, &missing).await?
+        {
+            known.entry(unit).or_default().push(Exposed {
+                flag,
+                variant,
+                first_at_ms,
+            });
+        }
+        let folded = fold(&events, &metrics, known);
+        writes.push(to_write(environment, folded));
+    }
+    store.write_folds(&writes, from, through).await?;
+    Ok(Some(through))
+}
+
+fn to_write(environment: String, folded: Folded) -> FoldWrite {
+    // One row per (flag, unit): a multi-row upsert may not touch a row twice.
+    let mut exposures: Vec<ExposureRow> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for e in folded.exposures {
+        match index.get(&(e.flag.clone(), e.unit.clone())) {
+            Some(&i) => exposures[i].conflicting |= e.conflicting,
+            None => {
+                index.insert((e.flag.clone(), e.unit.clone()), exposures.len());
+                exposures.push(ExposureRow {
+                    flag: e.flag,
+                    unit: e.unit,
+                    variant: e.variant,
+                    first_at_ms: e.first_at_ms,
+                    conflicting: e.conflicting,
+                });
+            }
+        }
+    }
+    let totals = folded
+        .totals
+        .into_iter()
+        .map(|(k, d)| TotalDelta {
+            flag: k.flag,
+            variant: k.variant,
+            metric: k.metric,
+            unit: k.unit,
+            x: d.x,
+            y: d.y,
+            events: d.events,
+        })
+        .collect();
+    FoldWrite {
+        environment,
+        exposures,
+        totals,
+    }
+}

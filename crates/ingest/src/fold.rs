@@ -1,0 +1,248 @@
+//! Folding events into per-unit metric totals. Pure: no IO, no clock.
+//!
+//! Attribution: a track event counts for a flag's variant when it names the
+//! flag and variant itself (a service instance reporting on the model it
+//! runs), or else for the variant of the unit's first exposure to the flag,
+//! when the event happened at or after that exposure (less
+//! [`ATTRIBUTION_SKEW_MS`] for clock differences between hosts). A unit
+//! exposed to two variants stays with its first and is marked conflicting.
+//!
+//! What a matching event adds to the unit's `(x, y)`, by metric kind:
+//!
+//! | kind | x | y |
+//! |---|---|---|
+//! | ratio | numerator side (count or Σ value) | denominator side |
+//! | proportion, mean, count | the side (count or Σ value) | — |
+//! | quantile, gauge | Σ value | number of values |
+//! | retention | events inside `[from_day, to_day)` days after first exposure | — |
+//! | uptime | error events | request events |
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use stats::{Aggregate, Metric, MetricKind, Side};
+
+use crate::event::Event;
+
+/// Tolerance for events timestamped slightly before the unit's exposure.
+pub const ATTRIBUTION_SKEW_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A unit's first exposure to a flag.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exposed {
+    pub flag: String,
+    pub variant: String,
+    pub first_at_ms: i64,
+}
+
+/// The exposures known so far: unit → its first exposure to each flag.
+pub type Exposures = HashMap<String, Vec<Exposed>>;
+
+/// Where a total belongs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TotalKey {
+    pub flag: String,
+    pub variant: String,
+    pub metric: String,
+    pub unit: String,
+}
+
+/// What a fold adds to one unit's total.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Delta {
+    pub x: f64,
+    pub y: f64,
+    pub events: i64,
+}
+
+impl Delta {
+    pub fn add(&mut self, other: &Delta) {
+        self.x += other.x;
+        self.y += other.y;
+        self.events += other.events;
+    }
+}
+
+/// A new exposure (or a conflict with a known one) to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewExposure {
+    pub flag: String,
+    pub unit: String,
+    pub variant: String,
+    pub first_at_ms: i64,
+    /// The unit was (also) exposed to a variant other than its first.
+    pub conflicting: bool,
+}
+
+/// The result of folding events of one environment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Folded {
+    pub exposures: Vec<NewExposure>,
+    pub totals: HashMap<TotalKey, Delta>,
+}
+
+impl Folded {
+    /// Adds another fold's totals to these (exposures are appended).
+    pub fn merge(&mut self, other: Folded) {
+        self.exposures.extend(other.exposures);
+        for (key, delta) in other.totals {
+            self.totals.entry(key).or_default().add(&delta);
+        }
+    }
+}
+
+/// Folds `events` (in order) into totals. `known` holds the exposures of
+/// every unit of `events` that were folded before; it is updated with the
+/// new ones, so consecutive folds see each other's exposures.
+pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Folded {
+    let mut out = Folded::default();
+    for event in events {
+        match event {
+            Event::Exposure {
+                flag,
+                variant,
+                unit,
+                at_ms,
+            } => {
+                let seen = known.entry(unit.clone()).or_default();
+                match seen.iter().find(|e| e.flag == *flag) {
+                    Some(first) if first.variant == *variant => {}
+                    Some(first) => out.exposures.push(NewExposure {
+                        flag: flag.clone(),
+                        unit: unit.clone(),
+                        variant: first.variant.clone(),
+                        first_at_ms: first.first_at_ms,
+                        conflicting: true,
+                    }),
+                    None => {
+                        seen.push(Exposed {
+                            flag: flag.clone(),
+                            variant: variant.clone(),
+                            first_at_ms: *at_ms,
+                        });
+                        out.exposures.push(NewExposure {
+                            flag: flag.clone(),
+                            unit: unit.clone(),
+                            variant: variant.clone(),
+                            first_at_ms: *at_ms,
+                            conflicting: false,
+                        });
+                    }
+                }
+            }
+            Event::Track {
+                name,
+                unit,
+                value,
+                at_ms,
+                attributes,
+                flag,
+                variant,
+            } => {
+                let explicit;
+                let attributions: &[Exposed] = match (flag, variant) {
+                    (Some(flag), Some(variant)) => {
+                        explicit = [Exposed {
+                            flag: flag.clone(),
+                            variant: variant.clone(),
+                            first_at_ms: i64::MIN,
+                        }];
+                        &explicit
+                    }
+                    _ => known.get(unit).map(Vec::as_slice).unwrap_or_default(),
+                };
+                for exposed in attributions {
+                    if *at_ms < exposed.first_at_ms.saturating_sub(ATTRIBUTION_SKEW_MS) {
+                        continue;
+                    }
+                    for metric in metrics {
+                        if let Some(delta) =
+                            contribution(metric, name, *value, attributes, *at_ms, exposed)
+                        {
+                            let key = TotalKey {
+                                flag: exposed.flag.clone(),
+                                variant: exposed.variant.clone(),
+                                metric: metric.key.clone(),
+                                unit: unit.clone(),
+                            };
+                            out.totals.entry(key).or_default().add(&delta);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn amount(side: &Side, value: Option<f64>) -> f64 {
+    match side.agg {
+        Aggregate::Count => 1.0,
+        Aggregate::Sum => value.unwrap_or(0.0),
+    }
+}
+
+/// What one track event adds to one metric, if it matches.
+fn contribution(
+    metric: &Metric,
+    name: &str,
+    value: Option<f64>,
+    attributes: &serde_json::Map<String, Value>,
+    at_ms: i64,
+    exposed: &Exposed,
+) -> Option<Delta> {
+    let hit = |side: &Side| side.matches(name, attributes);
+    let delta = |x: f64, y: f64| Some(Delta { x, y, events: 1 });
+    match &metric.kind {
+        MetricKind::Ratio {
+            numerator,
+            denominator,
+        } => {
+            let (n, d) = (hit(numerator), hit(denominator));
+            if !n && !d {
+                return None;
+            }
+            let x = if n { amount(numerator, value) } else { 0.0 };
+            let y = if d { amount(denominator, value) } else { 0.0 };
+            delta(x, y)
+        }
+        MetricKind::Proportion { side }
+        | MetricKind::Mean { side }
+        | MetricKind::Count { side } => hit(side).then(|| Delta {
+            x: amount(side, value),
+            y: 0.0,
+            events: 1,
+        }),
+        MetricKind::Quantile { side, .. } | MetricKind::Gauge { side } => match value {
+            Some(v) if hit(side) => delta(v, 1.0),
+            _ => None,
+        },
+        MetricKind::Retention {
+            side,
+            from_day,
+            to_day,
+        } => {
+            if !hit(side) || exposed.first_at_ms == i64::MIN {
+                return None;
+            }
+            let since = at_ms - exposed.first_at_ms;
+            let inside =
+                since >= i64::from(*from_day) * DAY_MS && since < i64::from(*to_day) * DAY_MS;
+            inside.then_some(Delta {
+                x: 1.0,
+                y: 0.0,
+                events: 1,
+            })
+        }
+        MetricKind::Uptime {
+            requests, errors, ..
+        } => {
+            let (r, e) = (hit(requests), hit(errors));
+            if !r && !e {
+                return None;
+            }
+            delta(if e { 1.0 } else { 0.0 }, if r { 1.0 } else { 0.0 })
+        }
+    }
+}
