@@ -80,6 +80,7 @@ fn checkout_flow() -> FlagSpec {
             serve: ServeSpec::split([("control", 34.0), ("one-page", 33.0), ("wizard", 33.0)]),
         },
         salt: None,
+        record_exposures: true,
     }
 }
 
@@ -113,6 +114,7 @@ fn filler(i: usize) -> FlagSpec {
             serve: ServeSpec::variant("off"),
         },
         salt: None,
+        record_exposures: true,
     }
 }
 

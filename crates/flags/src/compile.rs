@@ -188,6 +188,7 @@ pub struct CompiledFlag {
     pub(crate) flag_type: FlagType,
     pub(crate) enabled: bool,
     pub(crate) salt: String,
+    pub(crate) record_exposures: bool,
     pub(crate) off_variant: usize,
     pub(crate) variants: Vec<(String, Value)>,
     pub(crate) rules: Vec<CompiledRule>,
@@ -205,6 +206,11 @@ impl CompiledFlag {
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// Whether OFREP evaluations of this flag record exposures.
+    pub fn record_exposures(&self) -> bool {
+        self.record_exposures
     }
 
     /// Whether the flag has a variant of this name.
@@ -473,6 +479,7 @@ fn compile_flag(
         flag_type: flag.flag_type,
         enabled: flag.enabled,
         salt: flag.bucketing_salt().to_owned(),
+        record_exposures: flag.record_exposures,
         off_variant: off_variant?,
         variants,
         rules,

@@ -68,6 +68,10 @@ pub struct FlagSpec {
     /// Bucketing salt; the flag key when absent. Changing it reshuffles every unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
+    /// Whether evaluations served over OFREP record an exposure of the unit
+    /// to the variant it got (on by default; exposures feed metrics).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub record_exposures: bool,
 }
 
 impl FlagSpec {

@@ -228,6 +228,7 @@ fn any_flag() -> impl Strategy<Value = FlagSpec> {
                 rules,
                 default: DefaultSpec { serve: default },
                 salt,
+                record_exposures: true,
             },
         )
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use store::{ExposureRow, FoldWrite, Store, StoreError, TotalDelta};
+use store::{BucketRow, ExposureRow, FoldWrite, Store, StoreError, TotalDelta};
 use tokio::sync::Notify;
 
 use crate::event::Event;
@@ -172,9 +172,26 @@ fn to_write(environment: String, folded: Folded) -> FoldWrite {
             events: d.events,
         })
         .collect();
+    let buckets = folded
+        .buckets
+        .into_iter()
+        .map(|(k, d)| BucketRow {
+            flag: k.flag,
+            variant: k.variant,
+            metric: k.metric,
+            resolution: k.resolution.as_str().to_owned(),
+            start_ms: k.start_ms,
+            x: d.x,
+            y: d.y,
+            events: d.events,
+            max_value: d.max,
+            sketch: d.sketch.map(|s| s.to_bytes()),
+        })
+        .collect();
     FoldWrite {
         environment,
         exposures,
         totals,
+        buckets,
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use stats::{Aggregate, Metric, MetricKind, Side};
+use stats::{Aggregate, Metric, MetricKind, QuantileSketch, Side};
 
 use crate::event::Event;
 
@@ -64,6 +64,105 @@ impl Delta {
     }
 }
 
+/// The width of a time bucket. Buckets start at multiples of their width
+/// since the Unix epoch (days in UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resolution {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Minute => "1m",
+            Resolution::Hour => "1h",
+            Resolution::Day => "1d",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Resolution> {
+        Resolution::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn width_ms(self) -> i64 {
+        match self {
+            Resolution::Minute => 60_000,
+            Resolution::Hour => 3_600_000,
+            Resolution::Day => DAY_MS,
+        }
+    }
+
+    /// The start of the bucket holding `at_ms`.
+    pub fn start(self, at_ms: i64) -> i64 {
+        at_ms.div_euclid(self.width_ms()) * self.width_ms()
+    }
+}
+
+/// Where a bucket total belongs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketKey {
+    pub flag: String,
+    pub variant: String,
+    pub metric: String,
+    pub resolution: Resolution,
+    pub start_ms: i64,
+}
+
+/// What a fold adds to one time bucket of a variant.
+#[derive(Clone, Debug, Default)]
+pub struct BucketDelta {
+    pub x: f64,
+    pub y: f64,
+    pub events: i64,
+    /// The largest value (gauges).
+    pub max: Option<f64>,
+    /// The values (quantile metrics).
+    pub sketch: Option<QuantileSketch>,
+}
+
+impl BucketDelta {
+    /// Adds one event's contribution: the same sums as the unit's, plus the
+    /// value itself for gauges (max) and quantiles (sketch).
+    fn record(&mut self, kind: &MetricKind, delta: &Delta, value: Option<f64>) {
+        self.x += delta.x;
+        self.y += delta.y;
+        self.events += delta.events;
+        match (kind, value) {
+            (MetricKind::Gauge { .. }, Some(v)) => {
+                self.max = Some(self.max.map_or(v, |m| m.max(v)))
+            }
+            (MetricKind::Quantile { .. }, Some(v)) => {
+                // Values are finite (checked at ingest), so adding cannot fail.
+                let _ = self.sketch.get_or_insert_with(QuantileSketch::new).add(v);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn merge(&mut self, other: &BucketDelta) {
+        self.x += other.x;
+        self.y += other.y;
+        self.events += other.events;
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(theirs) = &other.sketch {
+            match &mut self.sketch {
+                // Sketches built here all share one configuration.
+                Some(ours) => {
+                    let _ = ours.merge(theirs);
+                }
+                None => self.sketch = Some(theirs.clone()),
+            }
+        }
+    }
+}
+
 /// A new exposure (or a conflict with a known one) to write.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewExposure {
@@ -76,10 +175,11 @@ pub struct NewExposure {
 }
 
 /// The result of folding events of one environment.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Folded {
     pub exposures: Vec<NewExposure>,
     pub totals: HashMap<TotalKey, Delta>,
+    pub buckets: HashMap<BucketKey, BucketDelta>,
 }
 
 impl Folded {
@@ -88,6 +188,9 @@ impl Folded {
         self.exposures.extend(other.exposures);
         for (key, delta) in other.totals {
             self.totals.entry(key).or_default().add(&delta);
+        }
+        for (key, delta) in other.buckets {
+            self.buckets.entry(key).or_default().merge(&delta);
         }
     }
 }
@@ -167,6 +270,20 @@ pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Fold
                                 unit: unit.clone(),
                             };
                             out.totals.entry(key).or_default().add(&delta);
+                            for resolution in Resolution::ALL {
+                                let key = BucketKey {
+                                    flag: exposed.flag.clone(),
+                                    variant: exposed.variant.clone(),
+                                    metric: metric.key.clone(),
+                                    resolution,
+                                    start_ms: resolution.start(*at_ms),
+                                };
+                                out.buckets.entry(key).or_default().record(
+                                    &metric.kind,
+                                    &delta,
+                                    *value,
+                                );
+                            }
                         }
                     }
                 }

@@ -9,6 +9,7 @@ pub mod aggregator;
 pub mod event;
 pub mod fold;
 pub mod pipeline;
+pub mod report;
 
 pub use event::{BatchError, Event, MAX_BATCH_EVENTS, parse_json_batch, parse_ndjson_batch};
 pub use pipeline::{Ingestor, Receipt, SubmitError};

@@ -175,6 +175,22 @@ pub enum MetricsCommand {
     List,
     /// Show one metric definition as TOML (or its record as JSON).
     Get { key: String },
+    /// Show a metric's value per variant of a flag, in total and over time.
+    Show {
+        key: String,
+        /// The flag whose variants are compared.
+        #[arg(long)]
+        flag: String,
+        /// Time bucket of the series: 1m, 1h or 1d.
+        #[arg(long, default_value = "1h")]
+        bucket: String,
+        /// Start of the series (RFC 3339); the server's default when absent.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the series (RFC 3339); the server's default when absent.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

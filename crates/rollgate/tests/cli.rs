@@ -852,3 +852,56 @@ fn a_bad_metric_is_rejected_with_metric_and_field_named() {
         .failed()
         .stderr_has(&["invalid metric key"]);
 }
+
+#[test]
+fn metrics_show_reports_per_variant_values() {
+    let server = start();
+    server.apply_quickstart();
+    let metrics = server.file(
+        "metrics.toml",
+        "[[metrics]]\nkey = \"error_rate\"\nkind = \"ratio\"\nnumerator = \"calc_error\"\ndenominator = \"calc_request\"\n",
+    );
+    server.cli(&["apply", path_arg(&metrics)]).ok();
+    let body = server
+        .cli(&[
+            "--json",
+            "metrics",
+            "show",
+            "error_rate",
+            "--flag",
+            "calc-model",
+            "--bucket",
+            "1m",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        (
+            body["metric"].as_str(),
+            body["kind"].as_str(),
+            body["bucket"].as_str()
+        ),
+        (Some("error_rate"), Some("ratio"), Some("1m"))
+    );
+    assert!(body["variants"].is_array());
+    server
+        .cli(&["metrics", "show", "error_rate", "--flag", "calc-model"])
+        .ok()
+        .stdout_has(&["error_rate (ratio) by variant of calc-model", "VARIANT"]);
+    server
+        .cli(&["metrics", "show", "error_rate", "--flag", "no-such-flag"])
+        .failed()
+        .stderr_has(&["flag `no-such-flag` was not found"]);
+    server
+        .cli(&[
+            "metrics",
+            "show",
+            "error_rate",
+            "--flag",
+            "calc-model",
+            "--bucket",
+            "5m",
+        ])
+        .failed()
+        .stderr_has(&["bucket `5m` is unknown"]);
+}

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod ofrep;
 pub mod openapi;
+pub mod series;
 pub mod state;
 pub mod telemetry;
 
@@ -158,6 +159,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get(list_metrics))
         .route("/metrics/{key}", get(get_metric))
+        .route("/metrics/{key}/series", get(series::series))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/audit", get(list_audit))

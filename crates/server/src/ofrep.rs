@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flags::{Context, ErrorCode, Evaluation, Reason};
+use flags::{CompiledFlag, Context, ErrorCode, Evaluation, Reason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -220,8 +220,9 @@ pub async fn evaluate_flag(
     };
     let snapshot = state.snapshot(&environment);
     let evaluation = snapshot.flags.evaluate(&key, &context);
-    record_exposure(&state, &environment, &key, &evaluation, &context);
-    let known = snapshot.flags.get(&key).map(|f| f.key());
+    let flag = snapshot.flags.get(&key);
+    record_exposure(&state, &environment, flag, &evaluation, &context);
+    let known = flag.map(|f| f.key());
     record_evaluation(
         &environment,
         known,
@@ -243,19 +244,21 @@ pub async fn evaluate_flag(
 fn record_exposure(
     state: &AppState,
     environment: &str,
-    key: &str,
+    flag: Option<&CompiledFlag>,
     evaluation: &Evaluation<'_>,
     context: &Context,
 ) {
-    if let (Some(unit), Some(variant), None) = (
+    if let (Some(flag), Some(unit), Some(variant), None) = (
+        flag,
         context.targeting_key.as_deref(),
         evaluation.variant,
         &evaluation.error,
     ) && !unit.is_empty()
+        && flag.record_exposures()
     {
         state
             .ingest
-            .record_exposure(environment, key, variant, unit, crate::now_ms());
+            .record_exposure(environment, flag.key(), variant, unit, crate::now_ms());
     }
 }
 
@@ -274,13 +277,14 @@ pub async fn evaluate_flags(
         Err(response) => return response.into_response(),
     };
     let snapshot = state.snapshot(&environment);
-    let evaluations: Vec<(&str, Evaluation<'_>)> = snapshot
+    let evaluations: Vec<(&CompiledFlag, Evaluation<'_>)> = snapshot
         .flags
         .iter()
-        .map(|flag| (flag.key(), flag.evaluate(&context)))
+        .map(|flag| (flag, flag.evaluate(&context)))
         .collect();
-    for (key, evaluation) in &evaluations {
-        record_exposure(&state, &environment, key, evaluation, &context);
+    for (flag, evaluation) in &evaluations {
+        record_exposure(&state, &environment, Some(flag), evaluation, &context);
+        let key = flag.key();
         record_evaluation(
             &environment,
             Some(key),
@@ -291,7 +295,7 @@ pub async fn evaluate_flags(
     let bulk = Bulk {
         flags: evaluations
             .iter()
-            .map(|(key, evaluation)| item(key, evaluation).1)
+            .map(|(flag, evaluation)| item(flag.key(), evaluation).1)
             .collect(),
     };
     let body = match serde_json::to_vec(&bulk) {

@@ -34,6 +34,8 @@ use crate::ofrep;
         admin::delete_segment,
         admin::list_metrics,
         admin::get_metric,
+        crate::series::series,
+        crate::events::ingest,
         admin::list_tokens,
         admin::create_token,
         admin::revoke_token,

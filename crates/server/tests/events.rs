@@ -234,7 +234,15 @@ async fn tokens_decide_where_events_go() {
 #[tokio::test]
 async fn ofrep_evaluations_record_exposures_by_themselves() {
     let server = common::start().await;
-    server.apply(common::typed_flags()).await;
+    let mut doc = common::typed_flags();
+    // A flag can opt out of exposure recording.
+    let flags = doc["flags"].as_array_mut().expect("flags");
+    let quiet = flags
+        .iter_mut()
+        .find(|f| f["key"] == "new-checkout")
+        .expect("new-checkout");
+    quiet["record_exposures"] = json!(false);
+    assert_eq!(server.apply(doc).await.status, StatusCode::OK);
     let token = server.client_token("production").await;
     for unit in ["u-1", "u-2", "u-1"] {
         let reply = server
@@ -243,7 +251,11 @@ async fn ofrep_evaluations_record_exposures_by_themselves() {
         assert_eq!(reply.status, StatusCode::OK);
     }
     // No targeting key, no unit to attribute: nothing to record.
-    server.eval(&token, "new-checkout", json!({})).await;
+    server.eval(&token, "calc-model", json!({})).await;
+    let reply = server
+        .eval(&token, "new-checkout", json!({"targetingKey": "u-9"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
     server
         .state
         .ingest
@@ -363,4 +375,200 @@ async fn events_add_up_to_per_unit_totals_by_variant() {
     fold_all(&server).await;
     assert_eq!(totals("error_rate").await.len(), 3);
     assert_eq!(totals("latency").await[0].2, 400.0);
+}
+
+#[tokio::test]
+async fn series_totals_agree_with_a_brute_force_computation() {
+    let server = common::start().await;
+    let mut doc = common::typed_flags();
+    doc["metrics"] = json!([
+        {"key": "error_rate", "kind": "ratio", "numerator": "calc_error", "denominator": "calc_request", "higher_is_better": false},
+        {"key": "latency_p95", "kind": "quantile", "event": "calc_request", "q": 0.95, "higher_is_better": false},
+        {"key": "calcs_per_user", "kind": "mean", "event": "calc_request", "agg": "count"},
+        {"key": "converted", "kind": "proportion", "event": "checkout"},
+        {"key": "memory", "kind": "gauge", "event": "memory_mb", "higher_is_better": false},
+        {"key": "uptime", "kind": "uptime", "event": "calc_request", "error_event": "calc_error", "max_error_rate": 0.2}
+    ]);
+    assert_eq!(
+        server.apply(doc).await.status,
+        StatusCode::OK,
+        "flags and metrics apply"
+    );
+    let token = server.client_token("production").await;
+
+    // 40 units alternate between the variants; unit i sends i % 5 + 1
+    // requests with latencies that depend on the variant, every seventh
+    // request fails, every third unit checks out.
+    let mut events = Vec::new();
+    let mut latencies: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut requests: std::collections::BTreeMap<&str, f64> = Default::default();
+    let mut errors: std::collections::BTreeMap<&str, f64> = Default::default();
+    let mut converted: std::collections::BTreeMap<&str, f64> = Default::default();
+    let mut n = 0;
+    for i in 0..40 {
+        let unit = format!("u-{i}");
+        let variant = if i % 2 == 0 { "advanced" } else { "simple" };
+        events.push(json!({"kind": "exposure", "flag": "calc-model", "variant": variant, "targetingKey": unit, "timestamp": "2026-11-23T10:00:00Z"}));
+        for r in 0..(i % 5 + 1) {
+            n += 1;
+            let ms = f64::from(if variant == "advanced" {
+                100 + 7 * i + r
+            } else {
+                150 + 3 * i + 11 * r
+            });
+            latencies.entry(variant).or_default().push(ms);
+            *requests.entry(variant).or_default() += 1.0;
+            let minute = 1 + (n % 3);
+            let at = format!("2026-11-23T10:0{minute}:00Z");
+            events.push(json!({"kind": "track", "name": "calc_request", "targetingKey": unit, "value": ms, "timestamp": at}));
+            if n % 7 == 0 {
+                *errors.entry(variant).or_default() += 1.0;
+                events.push(json!({"kind": "track", "name": "calc_error", "targetingKey": unit, "timestamp": at}));
+            }
+        }
+        if i % 3 == 0 {
+            *converted.entry(variant).or_default() += 1.0;
+            events.push(json!({"kind": "track", "name": "checkout", "targetingKey": unit, "timestamp": "2026-11-23T10:05:00Z"}));
+            events.push(json!({"kind": "track", "name": "checkout", "targetingKey": unit, "timestamp": "2026-11-23T10:06:00Z"}));
+        }
+    }
+    // Two service instances report the memory of the model they run.
+    for (pod, variant, mb) in [
+        ("pod-1", "advanced", 900.0),
+        ("pod-1", "advanced", 1100.0),
+        ("pod-2", "simple", 600.0),
+    ] {
+        events.push(json!({"kind": "track", "name": "memory_mb", "targetingKey": pod, "value": mb, "flag": "calc-model", "variant": variant, "timestamp": "2026-11-23T10:03:00Z"}));
+    }
+    for chunk in events.chunks(50) {
+        let (status, _, body) = post_raw(
+            &server,
+            &token,
+            "application/json",
+            json!({"events": chunk}).to_string(),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    fold_all(&server).await;
+
+    let srv = &server;
+    let series = |metric: &str, bucket: &str| {
+        let path = format!(
+            "/api/v1/metrics/{metric}/series?flag=calc-model&bucket={bucket}&from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z"
+        );
+        async move {
+            let reply = srv.admin(Method::GET, &path, None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            reply.body
+        }
+    };
+    let total = |body: &Value, variant: &str| -> Value {
+        body["variants"]
+            .as_array()
+            .expect("variants")
+            .iter()
+            .find(|v| v["variant"] == variant)
+            .expect("variant")["total"]
+            .clone()
+    };
+
+    let error_rate = series("error_rate", "1m").await;
+    for variant in ["advanced", "simple"] {
+        let expected = errors[variant] / requests[variant];
+        let got = total(&error_rate, variant)["value"]
+            .as_f64()
+            .expect("value");
+        assert!(
+            (got - expected).abs() < 1e-12,
+            "{variant}: {got} vs {expected}"
+        );
+        assert_eq!(total(&error_rate, variant)["units"], json!(20));
+        let points = error_rate["variants"]
+            .as_array()
+            .expect("variants")
+            .iter()
+            .find(|v| v["variant"] == variant)
+            .expect("v")["points"]
+            .clone();
+        let y: f64 = points
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| p["y"].as_f64().expect("y"))
+            .sum();
+        assert_eq!(
+            y, requests[variant],
+            "the minute buckets add up to the total"
+        );
+    }
+
+    let p95 = series("latency_p95", "1h").await;
+    for variant in ["advanced", "simple"] {
+        let mut values = latencies[variant].clone();
+        values.sort_by(f64::total_cmp);
+        let rank = (values.len() as f64 * 0.95).ceil() as usize;
+        let exact = values[rank - 1];
+        let got = total(&p95, variant)["value"].as_f64().expect("p95");
+        assert!(
+            (got - exact).abs() <= 0.01 * exact + 1e-9,
+            "{variant}: sketch {got} vs exact {exact}"
+        );
+    }
+
+    let mean = series("calcs_per_user", "1h").await;
+    for variant in ["advanced", "simple"] {
+        let got = total(&mean, variant)["value"].as_f64().expect("mean");
+        assert!(
+            (got - requests[variant] / 20.0).abs() < 1e-12,
+            "{variant}: {got}"
+        );
+    }
+    let proportion = series("converted", "1d").await;
+    for variant in ["advanced", "simple"] {
+        assert_eq!(
+            total(&proportion, variant)["value"].as_f64(),
+            Some(converted[variant] / 20.0),
+            "{variant}"
+        );
+    }
+    let memory = series("memory", "1h").await;
+    assert_eq!(total(&memory, "advanced")["value"].as_f64(), Some(1000.0));
+    let advanced_points = memory["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .find(|v| v["variant"] == "advanced")
+        .expect("v")["points"]
+        .clone();
+    assert_eq!(advanced_points[0]["max"], json!(1100.0));
+    assert_eq!(total(&memory, "simple")["value"].as_f64(), Some(600.0));
+
+    let uptime = series("uptime", "1h").await;
+    for variant in ["advanced", "simple"] {
+        let value = total(&uptime, variant)["value"].as_f64().expect("uptime");
+        assert!((0.0..=1.0).contains(&value), "{variant}: {value}");
+    }
+
+    let bad = server
+        .admin(
+            Method::GET,
+            "/api/v1/metrics/error_rate/series?flag=calc-model&bucket=5m",
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let missing = server
+        .admin(
+            Method::GET,
+            "/api/v1/metrics/nope/series?flag=calc-model",
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let no_flag = server
+        .admin(Method::GET, "/api/v1/metrics/error_rate/series", None)
+        .await;
+    assert_eq!(no_flag.status, StatusCode::BAD_REQUEST);
 }

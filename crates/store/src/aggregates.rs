@@ -35,12 +35,31 @@ pub struct TotalDelta {
     pub events: i64,
 }
 
+/// One time bucket of a variant's metric (an addition when written, the
+/// stored total when read).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketRow {
+    pub flag: String,
+    pub variant: String,
+    pub metric: String,
+    /// `1m`, `1h` or `1d`.
+    pub resolution: String,
+    pub start_ms: i64,
+    pub x: f64,
+    pub y: f64,
+    pub events: i64,
+    pub max_value: Option<f64>,
+    /// A `stats::QuantileSketch` in its byte form.
+    pub sketch: Option<Vec<u8>>,
+}
+
 /// Everything one fold adds to one environment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FoldWrite {
     pub environment: String,
     pub exposures: Vec<ExposureRow>,
     pub totals: Vec<TotalDelta>,
+    pub buckets: Vec<BucketRow>,
 }
 
 /// One unit's running total of a metric.
@@ -148,9 +167,54 @@ impl Store {
                 }
                 query.execute(&mut *tx).await?;
             }
+            for bucket in &fold.buckets {
+                add_to_bucket(&mut tx, &fold.environment, bucket).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The time buckets of a metric under a flag at one resolution with
+    /// `from_ms <= start < to_ms`, by variant and time.
+    pub async fn metric_buckets(
+        &self,
+        environment: &str,
+        flag: &str,
+        metric: &str,
+        resolution: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<BucketRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT variant, start_ms, x, y, events, max_value, sketch FROM metric_buckets \
+             WHERE environment = $1 AND flag = $2 AND metric = $3 AND resolution = $4 \
+             AND start_ms >= $5 AND start_ms < $6 ORDER BY variant, start_ms",
+        )
+        .bind(environment)
+        .bind(flag)
+        .bind(metric)
+        .bind(resolution)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BucketRow {
+                    flag: flag.to_owned(),
+                    variant: row.try_get("variant")?,
+                    metric: metric.to_owned(),
+                    resolution: resolution.to_owned(),
+                    start_ms: row.try_get("start_ms")?,
+                    x: row.try_get("x")?,
+                    y: row.try_get("y")?,
+                    events: row.try_get("events")?,
+                    max_value: row.try_get("max_value")?,
+                    sketch: row.try_get("sketch")?,
+                })
+            })
+            .collect()
     }
 
     /// The recorded first exposures of these units: (unit, flag, variant, first_at_ms).
@@ -257,4 +321,71 @@ fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
         }
         sql.push(')');
     }
+}
+
+/// Adds a bucket delta to its stored row: sums add, the max is the larger,
+/// sketches merge. Folds are serialised by the progress row, so this
+/// read-modify-write sees no concurrent writer.
+async fn add_to_bucket(
+    conn: &mut sqlx::AnyConnection,
+    environment: &str,
+    b: &BucketRow,
+) -> Result<(), StoreError> {
+    let stored = sqlx::query(
+        "SELECT x, y, events, max_value, sketch FROM metric_buckets \
+         WHERE environment = $1 AND flag = $2 AND metric = $3 AND resolution = $4 AND variant = $5 AND start_ms = $6",
+    )
+    .bind(environment)
+    .bind(&b.flag)
+    .bind(&b.metric)
+    .bind(&b.resolution)
+    .bind(&b.variant)
+    .bind(b.start_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut total = b.clone();
+    if let Some(row) = stored {
+        total.x += row.try_get::<f64, _>("x")?;
+        total.y += row.try_get::<f64, _>("y")?;
+        total.events += row.try_get::<i64, _>("events")?;
+        let old_max: Option<f64> = row.try_get("max_value")?;
+        total.max_value = match (old_max, b.max_value) {
+            (Some(a), Some(c)) => Some(a.max(c)),
+            (a, c) => a.or(c),
+        };
+        let old_sketch: Option<Vec<u8>> = row.try_get("sketch")?;
+        total.sketch = match (old_sketch, &b.sketch) {
+            (Some(old), Some(new)) => {
+                let corrupt = |e: stats::SketchError| {
+                    StoreError::Corrupt(format!("metric bucket sketch: {e}"))
+                };
+                let mut merged = stats::QuantileSketch::from_bytes(&old).map_err(corrupt)?;
+                merged
+                    .merge(&stats::QuantileSketch::from_bytes(new).map_err(corrupt)?)
+                    .map_err(corrupt)?;
+                Some(merged.to_bytes())
+            }
+            (old, new) => old.or_else(|| new.clone()),
+        };
+    }
+    sqlx::query(
+        "INSERT INTO metric_buckets (environment, flag, variant, metric, resolution, start_ms, x, y, events, max_value, sketch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (environment, flag, metric, resolution, variant, start_ms) DO UPDATE SET \
+         x = excluded.x, y = excluded.y, events = excluded.events, max_value = excluded.max_value, sketch = excluded.sketch",
+    )
+    .bind(environment)
+    .bind(&total.flag)
+    .bind(&total.variant)
+    .bind(&total.metric)
+    .bind(&total.resolution)
+    .bind(total.start_ms)
+    .bind(total.x)
+    .bind(total.y)
+    .bind(total.events)
+    .bind(total.max_value)
+    .bind(total.sketch)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

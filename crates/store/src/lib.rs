@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use aggregates::{ExposureRow, FoldWrite, TotalDelta, UnitTotal, VariantExposures};
+pub use aggregates::{BucketRow, ExposureRow, FoldWrite, TotalDelta, UnitTotal, VariantExposures};
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use config::{
     AppliedChange, ApplyOptions, ApplyReport, Change, ChangeAction, FlagVersion, ItemKind,

@@ -12,6 +12,25 @@ pub async fn run(client: &Client, global: &Global, command: MetricsCommand) -> a
     match command {
         MetricsCommand::List => list(client, global, env).await,
         MetricsCommand::Get { key } => get(client, global, env, &key).await,
+        MetricsCommand::Show {
+            key,
+            flag,
+            bucket,
+            from,
+            to,
+        } => {
+            show(
+                client,
+                global,
+                env,
+                &key,
+                &flag,
+                &bucket,
+                from.as_deref(),
+                to.as_deref(),
+            )
+            .await
+        }
     }
 }
 
@@ -126,6 +145,92 @@ async fn get(client: &Client, global: &Global, env: &str, key: &str) -> anyhow::
         output::field(&record, "updatedBy"),
     );
     output::print(&(header + &convert::to_toml_document(&json!({ "metrics": [spec] }))?))
+}
+
+/// A number for a table cell: up to 6 significant decimals, `-` when absent.
+fn number(value: &Value) -> String {
+    match value.as_f64() {
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Some(x) => format!("{x:.6}").trim_end_matches('0').to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn show(
+    client: &Client,
+    global: &Global,
+    env: &str,
+    key: &str,
+    flag: &str,
+    bucket: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<()> {
+    let body = client
+        .get(
+            &["api", "v1", "metrics", metric_key(key)?, "series"],
+            &[
+                ("environment", Some(env)),
+                ("flag", Some(flag)),
+                ("bucket", Some(bucket)),
+                ("from", from),
+                ("to", to),
+            ],
+        )
+        .await?;
+    if global.json {
+        return output::json(&body);
+    }
+    let variants = output::items(&body, "variants")?;
+    output::print(&format!(
+        "{} ({}) by variant of {} — totals over all data; series {} to {} by {}\n",
+        key,
+        output::field(&body, "kind"),
+        flag,
+        output::field(&body, "from"),
+        output::field(&body, "to"),
+        output::field(&body, "bucket"),
+    ))?;
+    let rows: Vec<Vec<String>> = variants
+        .iter()
+        .map(|v| {
+            let t = &v["total"];
+            vec![
+                output::field(v, "variant"),
+                number(&t["value"]),
+                number(&t["units"]),
+                number(&t["conflictingUnits"]),
+                number(&t["events"]),
+            ]
+        })
+        .collect();
+    output::print(&output::table(
+        &["VARIANT", "VALUE", "UNITS", "CONFLICTING", "EVENTS"],
+        &rows,
+    ))?;
+    for v in variants {
+        let points = v["points"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if points.is_empty() {
+            continue;
+        }
+        output::print(&format!("\n{}:\n", output::field(v, "variant")))?;
+        let rows: Vec<Vec<String>> = points
+            .iter()
+            .map(|p| {
+                vec![
+                    output::field(p, "start"),
+                    number(&p["value"]),
+                    number(&p["events"]),
+                ]
+            })
+            .collect();
+        output::print(&output::table(&["START", "VALUE", "EVENTS"], &rows))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
