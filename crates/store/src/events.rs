@@ -45,6 +45,15 @@ impl Store {
     pub async fn append_batches(&self, batches: &[NewBatch]) -> Result<Vec<Appended>, StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
+        if self.backend == crate::Backend::Postgres {
+            // The aggregator folds batches in id order and keeps only the last
+            // id folded, so ids must become visible in order. SQLite's single
+            // writer guarantees that; across PostgreSQL clients this lock
+            // does (it also makes the idempotency check below race-free).
+            sqlx::query("LOCK TABLE event_batches IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
         let now = now_ms();
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
