@@ -40,6 +40,16 @@ const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// Opens the store and prepares the shared state: the `production`
 /// environment on an empty store, the bootstrap admin token, the snapshots.
 pub async fn prepare(store: Store, admin_token: Option<&str>) -> anyhow::Result<Arc<AppState>> {
+    prepare_with(store, admin_token, ingest::pipeline::QUEUE_BATCHES).await
+}
+
+/// [`prepare`] with room for `ingest_queue` event batches waiting to be
+/// written (beyond it, senders get 429).
+pub async fn prepare_with(
+    store: Store,
+    admin_token: Option<&str>,
+    ingest_queue: usize,
+) -> anyhow::Result<Arc<AppState>> {
     store.ensure_environment(auth::DEFAULT_ENVIRONMENT).await?;
     if let Some(secret) = admin_token
         && store.bootstrap_admin_token(secret).await?
@@ -47,7 +57,7 @@ pub async fn prepare(store: Store, admin_token: Option<&str>) -> anyhow::Result<
         tracing::info!(message = "Created the bootstrap admin token from ROLLGATE_ADMIN_TOKEN.");
     }
     let telemetry = Telemetry::global();
-    Ok(AppState::load(store, telemetry).await?)
+    Ok(AppState::load(store, telemetry, ingest_queue).await?)
 }
 
 /// Serves on a bound listener until `shutdown` resolves. Tests use this with a

@@ -42,9 +42,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub async fn load(store: Store, telemetry: Telemetry) -> Result<Arc<Self>, store::StoreError> {
+    pub async fn load(
+        store: Store,
+        telemetry: Telemetry,
+        ingest_queue: usize,
+    ) -> Result<Arc<Self>, store::StoreError> {
         let state = Arc::new(AppState {
-            ingest: ingest::Ingestor::start(store.clone()),
+            ingest: ingest::Ingestor::with_queue(store.clone(), ingest_queue),
             store,
             telemetry,
             snapshots: ArcSwap::from_pointee(HashMap::new()),

@@ -572,3 +572,90 @@ async fn series_totals_agree_with_a_brute_force_computation() {
         .await;
     assert_eq!(no_flag.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_stores_nothing_of_it() {
+    use sqlx::Connection;
+    let server = common::start_with_queue(1).await;
+    let token = server.client_token("production").await;
+
+    // Another connection holds SQLite's write lock: the writer stalls on its
+    // first group and the one-batch queue fills behind it.
+    let url = format!(
+        "sqlite:{}",
+        server.data_dir.path().join(store::SQLITE_FILE).display()
+    );
+    let mut blocker = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .expect("take the write lock");
+
+    const SENDERS: usize = 12;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..SENDERS {
+        let (http, url, token, done) = (
+            server.http.clone(),
+            server.url.clone(),
+            token.clone(),
+            done_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let body =
+                json!({"events": [track(&format!("u-{i}"), 1.0), track(&format!("v-{i}"), 2.0)]});
+            let response = http
+                .post(format!("{url}/api/v1/events"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            let _ = done.send((response.status(), retry_after));
+        });
+    }
+    // While the lock is held nothing can be committed, so every answer that
+    // arrives now is a refusal. At most three batches wait: the writer's
+    // group (the batch it received and the one it found queued) and one in
+    // the queue behind it.
+    let refusals_at_least = SENDERS - 3;
+    let mut refused = 0;
+    while refused < refusals_at_least {
+        let (status, retry_after) = done_rx.recv().await.expect("an answer");
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "nothing commits while the database is locked"
+        );
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        refused += 1;
+    }
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("release the lock");
+    drop(done_tx);
+    let mut accepted = 0;
+    while let Some((status, _)) = done_rx.recv().await {
+        match status {
+            StatusCode::OK => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(accepted + refused, SENDERS);
+    assert!(
+        accepted >= 1,
+        "the batch the writer held is committed once the lock is released"
+    );
+    assert_eq!(
+        stored_events(&server).await,
+        2 * accepted as i64,
+        "refused batches stored nothing"
+    );
+}

@@ -19,11 +19,16 @@ pub struct TestServer {
 }
 
 pub async fn start() -> TestServer {
+    start_with_queue(ingest::pipeline::QUEUE_BATCHES).await
+}
+
+/// A server whose event queue holds `ingest_queue` batches.
+pub async fn start_with_queue(ingest_queue: usize) -> TestServer {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let store = store::Store::open_sqlite(data_dir.path())
         .await
         .expect("open store");
-    let state = server::prepare(store, Some(ADMIN_TOKEN))
+    let state = server::prepare_with(store, Some(ADMIN_TOKEN), ingest_queue)
         .await
         .expect("prepare server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
