@@ -85,19 +85,24 @@ pub async fn fold_next(
         return Ok(None);
     };
 
-    // Events per environment, in batch order.
-    let mut by_environment: Vec<(String, Vec<Event>)> = Vec::new();
-    for batch in &batches {
-        let events: Vec<Event> = serde_json::from_str(&batch.events)
-            .map_err(|e| StoreError::Corrupt(format!("event batch {}: {e}", batch.id)))?;
-        match by_environment
-            .iter_mut()
-            .find(|(env, _)| *env == batch.environment)
-        {
-            Some((_, all)) => all.extend(events),
-            None => by_environment.push((batch.environment.clone(), events)),
+    // Events per environment, in batch order (parsed off the runtime threads).
+    let by_environment = tokio::task::spawn_blocking(move || {
+        let mut by_environment: Vec<(String, Vec<Event>)> = Vec::new();
+        for batch in &batches {
+            let events: Vec<Event> = serde_json::from_str(&batch.events)
+                .map_err(|e| StoreError::Corrupt(format!("event batch {}: {e}", batch.id)))?;
+            match by_environment
+                .iter_mut()
+                .find(|(env, _)| *env == batch.environment)
+            {
+                Some((_, all)) => all.extend(events),
+                None => by_environment.push((batch.environment.clone(), events)),
+            }
         }
-    }
+        Ok::<_, StoreError>(by_environment)
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("reading event batches failed: {e}")))??;
 
     if cache.values().map(HashMap::len).sum::<usize>() > MAX_CACHED_UNITS {
         cache.clear();
@@ -114,12 +119,29 @@ pub async fn fold_next(
             Vec::new()
         });
         let known = cache.entry(environment.clone()).or_default();
-        let missing: Vec<String> = events
-            .iter()
-            .map(Event::unit)
-            .filter(|u| !known.contains_key(*u))
-            .collect::<HashSet<_>>()
+        // Attribution needs every exposure of a unit that sent a track event,
+        // so those units are read from the store when not cached. A unit
+        // that only appears in exposures needs no lookup: the store's upsert
+        // keeps its first variant and marks a conflict itself. Such units are
+        // folded with what this fold knows and then forgotten, so the cache
+        // only ever holds complete entries. (With OFREP recording an exposure
+        // for every new unit, this saves a lookup per evaluated unit.)
+        let mut tracked: HashSet<&str> = HashSet::new();
+        let mut blind: HashSet<&str> = HashSet::new();
+        for event in &events {
+            match event {
+                Event::Track { unit, .. } => {
+                    tracked.insert(unit);
+                }
+                Event::Exposure { unit, .. } => {
+                    blind.insert(unit);
+                }
+            }
+        }
+        blind.retain(|u| !tracked.contains(u) && !known.contains_key(*u));
+        let missing: Vec<String> = tracked
             .into_iter()
+            .filter(|u| !known.contains_key(*u))
             .map(str::to_owned)
             .collect();
         for unit in &missing {
@@ -133,7 +155,20 @@ pub async fn fold_next(
                 first_at_ms,
             });
         }
-        let folded = fold(&events, &metrics, known);
+        let blind: Vec<String> = blind.into_iter().map(str::to_owned).collect();
+        // Folding is CPU work of milliseconds per thousand events: run it
+        // beside the runtime threads that answer requests.
+        let mut owned = std::mem::take(known);
+        let (folded, owned) = tokio::task::spawn_blocking(move || {
+            let folded = fold(&events, &metrics, &mut owned);
+            for unit in &blind {
+                owned.remove(unit);
+            }
+            (folded, owned)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("folding events failed: {e}")))?;
+        *known = owned;
         writes.push(to_write(environment, folded));
     }
     store.write_folds(&writes, from, through).await?;

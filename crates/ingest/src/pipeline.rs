@@ -5,7 +5,6 @@
 //! Backpressure: when the queue is full the sender is told to retry later
 //! (HTTP 429) instead of the server buffering without bound.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +26,10 @@ const EXPOSURE_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// Exposures kept in memory between flushes; beyond this, new ones are
 /// dropped (and counted) rather than growing memory.
 const MAX_PENDING_EXPOSURES: usize = 100_000;
-/// Distinct (environment, flag, variant, unit) remembered to skip repeats.
-const MAX_REMEMBERED_EXPOSURES: usize = 1_000_000;
+/// Recorded exposures per stored batch.
+const EXPOSURES_PER_BATCH: usize = 2_000;
+/// Slots of the table of recent exposures (8 bytes each).
+const MAX_REMEMBERED_EXPOSURES: usize = 1 << 20;
 
 /// Why a batch was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +68,37 @@ struct Job {
 /// Exposures recorded by evaluations, waiting for the next flush.
 #[derive(Default)]
 struct ExposureBuffer {
-    /// environment → exposures
+    /// (environment, exposure)
     pending: Vec<(String, Event)>,
-    seen: HashSet<u64>,
+    seen: SeenTable,
     dropped: u64,
+}
+
+/// Fingerprints of recent exposures, to skip a unit's repeats: a
+/// direct-mapped table, so recording never rehashes or clears a large set
+/// while evaluations wait on the lock. A collision only forgets an exposure,
+/// which then is recorded again (harmless: the store keeps the first).
+struct SeenTable {
+    slots: Vec<u64>,
+}
+
+impl Default for SeenTable {
+    fn default() -> Self {
+        SeenTable {
+            slots: vec![0; MAX_REMEMBERED_EXPOSURES],
+        }
+    }
+}
+
+impl SeenTable {
+    /// Remembers `fingerprint`; returns whether it was already there.
+    fn check_and_insert(&mut self, fingerprint: u64) -> bool {
+        let fingerprint = fingerprint.max(1); // 0 marks an empty slot
+        let index = (fingerprint % self.slots.len() as u64) as usize;
+        let seen = self.slots[index] == fingerprint;
+        self.slots[index] = fingerprint;
+        seen
+    }
 }
 
 /// A handle on the pipeline; cheap to clone.
@@ -121,10 +149,22 @@ impl Ingestor {
     ) -> Result<Receipt, SubmitError> {
         let text = serde_json::to_string(events)
             .map_err(|e| SubmitError::Failed(format!("cannot encode events: {e}")))?;
+        self.submit_encoded(environment, idempotency_key, events.len(), text)
+            .await
+    }
+
+    /// Stores a batch already encoded as the stored JSON form of its events.
+    async fn submit_encoded(
+        &self,
+        environment: &str,
+        idempotency_key: Option<String>,
+        count: usize,
+        text: String,
+    ) -> Result<Receipt, SubmitError> {
         let batch = NewBatch {
             environment: environment.to_owned(),
             idempotency_key,
-            event_count: events.len() as i64,
+            event_count: count as i64,
             events: text,
         };
         if self.progress.lag() > MAX_AGGREGATION_LAG_BATCHES {
@@ -140,7 +180,7 @@ impl Ingestor {
         match answer.await {
             Ok(Ok(Appended::Stored { id })) => Ok(Receipt {
                 batch_id: id,
-                accepted: events.len(),
+                accepted: count,
                 duplicate: false,
             }),
             Ok(Ok(Appended::Duplicate { id, event_count })) => Ok(Receipt {
@@ -169,18 +209,13 @@ impl Ingestor {
         let Ok(mut buffer) = self.exposures.lock() else {
             return;
         };
-        if buffer.seen.contains(&fingerprint) {
-            return;
-        }
         if buffer.pending.len() >= MAX_PENDING_EXPOSURES {
             buffer.dropped += 1;
             return;
         }
-        if buffer.seen.len() >= MAX_REMEMBERED_EXPOSURES {
-            // Forgetting only costs a repeated (idempotent) exposure row.
-            buffer.seen.clear();
+        if buffer.seen.check_and_insert(fingerprint) {
+            return;
         }
-        buffer.seen.insert(fingerprint);
         let event = Event::Exposure {
             flag: flag.to_owned(),
             variant: variant.to_owned(),
@@ -215,8 +250,23 @@ impl Ingestor {
         let mut failed: Vec<(String, Event)> = Vec::new();
         let mut first_error = None;
         for (environment, events) in by_environment {
-            for chunk in events.chunks(crate::event::MAX_BATCH_EVENTS) {
-                if let Err(error) = self.submit(&environment, None, chunk).await {
+            for chunk in events.chunks(EXPOSURES_PER_BATCH) {
+                // Encoding thousands of events takes milliseconds: keep it off
+                // the runtime threads that answer evaluations.
+                let owned = chunk.to_vec();
+                let encoded =
+                    tokio::task::spawn_blocking(move || serde_json::to_string(&owned)).await;
+                let result = match encoded {
+                    Ok(Ok(text)) => {
+                        self.submit_encoded(&environment, None, chunk.len(), text)
+                            .await
+                    }
+                    Ok(Err(e)) => Err(SubmitError::Failed(format!("cannot encode exposures: {e}"))),
+                    Err(e) => Err(SubmitError::Failed(format!(
+                        "encoding exposures failed: {e}"
+                    ))),
+                };
+                if let Err(error) = result {
                     failed.extend(chunk.iter().cloned().map(|e| (environment.clone(), e)));
                     first_error.get_or_insert(error);
                 }
