@@ -200,6 +200,8 @@ impl Folded {
 /// new ones, so consecutive folds see each other's exposures.
 pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Folded {
     let mut out = Folded::default();
+    let mut acc = Accumulator::default();
+    let mut hits: Vec<(usize, Delta)> = Vec::with_capacity(metrics.len());
     for event in events {
         match event {
             Event::Exposure {
@@ -259,38 +261,111 @@ pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Fold
                     if *at_ms < exposed.first_at_ms.saturating_sub(ATTRIBUTION_SKEW_MS) {
                         continue;
                     }
-                    for metric in metrics {
+                    let arm = acc.arm(exposed);
+                    hits.clear();
+                    for (m, metric) in metrics.iter().enumerate() {
                         if let Some(delta) =
                             contribution(metric, name, *value, attributes, *at_ms, exposed)
                         {
-                            let key = TotalKey {
-                                flag: exposed.flag.clone(),
-                                variant: exposed.variant.clone(),
-                                metric: metric.key.clone(),
-                                unit: unit.clone(),
-                            };
-                            out.totals.entry(key).or_default().add(&delta);
-                            for resolution in Resolution::ALL {
-                                let key = BucketKey {
-                                    flag: exposed.flag.clone(),
-                                    variant: exposed.variant.clone(),
-                                    metric: metric.key.clone(),
-                                    resolution,
-                                    start_ms: resolution.start(*at_ms),
-                                };
-                                out.buckets.entry(key).or_default().record(
-                                    &metric.kind,
-                                    &delta,
-                                    *value,
-                                );
-                            }
+                            hits.push((m, delta));
+                            acc.minutes
+                                .entry((arm, m, Resolution::Minute.start(*at_ms)))
+                                .or_default()
+                                .record(&metric.kind, &delta, *value);
                         }
+                    }
+                    if hits.is_empty() {
+                        continue;
+                    }
+                    // One lookup of the unit per event, not per metric.
+                    let deltas = deltas_of(&mut acc.units, unit);
+                    for (m, delta) in &hits {
+                        let slot = arm * metrics.len() + m;
+                        if deltas.len() <= slot {
+                            deltas.resize(slot + 1, Delta::default());
+                        }
+                        deltas[slot].add(delta);
                     }
                 }
             }
         }
     }
+    acc.finish(metrics, &mut out);
     out
+}
+
+/// The deltas of `unit`, allocating its key only the first time.
+fn deltas_of<'a>(units: &'a mut HashMap<String, Vec<Delta>>, unit: &str) -> &'a mut Vec<Delta> {
+    if !units.contains_key(unit) {
+        units.insert(unit.to_owned(), Vec::new());
+    }
+    units.get_mut(unit).expect("just inserted")
+}
+
+/// Totals while folding, keyed by small indices rather than strings, so an
+/// event that adds to a known unit allocates nothing.
+#[derive(Default)]
+struct Accumulator {
+    /// The (flag, variant) pairs seen, in order; an arm is an index here.
+    arms: Vec<(String, String)>,
+    /// unit → deltas, at `arm × metrics + metric index` (`events == 0`
+    /// where nothing was added).
+    units: HashMap<String, Vec<Delta>>,
+    /// (arm, metric index, minute start) → bucket.
+    minutes: HashMap<(usize, usize, i64), BucketDelta>,
+}
+
+impl Accumulator {
+    /// The index of `exposed`'s flag and variant (there are few of them).
+    fn arm(&mut self, exposed: &Exposed) -> usize {
+        match self
+            .arms
+            .iter()
+            .position(|(f, v)| *f == exposed.flag && *v == exposed.variant)
+        {
+            Some(i) => i,
+            None => {
+                self.arms
+                    .push((exposed.flag.clone(), exposed.variant.clone()));
+                self.arms.len() - 1
+            }
+        }
+    }
+
+    /// Moves the totals into `out` under their full keys, and rolls the
+    /// minute buckets up into hours and days (sums add, maxima and sketches
+    /// merge, so this equals recording every event at every resolution).
+    fn finish(self, metrics: &[Metric], out: &mut Folded) {
+        let arms = &self.arms;
+        for (unit, deltas) in self.units {
+            for (slot, delta) in deltas.iter().enumerate() {
+                if delta.events == 0 {
+                    continue;
+                }
+                let (flag, variant) = &arms[slot / metrics.len()];
+                let key = TotalKey {
+                    flag: flag.clone(),
+                    variant: variant.clone(),
+                    metric: metrics[slot % metrics.len()].key.clone(),
+                    unit: unit.clone(),
+                };
+                out.totals.entry(key).or_default().add(delta);
+            }
+        }
+        for ((arm, m, minute), bucket) in self.minutes {
+            let (flag, variant) = &arms[arm];
+            for resolution in Resolution::ALL {
+                let key = BucketKey {
+                    flag: flag.clone(),
+                    variant: variant.clone(),
+                    metric: metrics[m].key.clone(),
+                    resolution,
+                    start_ms: resolution.start(minute),
+                };
+                out.buckets.entry(key).or_default().merge(&bucket);
+            }
+        }
+    }
 }
 
 fn amount(side: &Side, value: Option<f64>) -> f64 {

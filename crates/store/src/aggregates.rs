@@ -6,7 +6,7 @@
 
 use sqlx::Row;
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// Rows per multi-row INSERT (8 parameters each, well under every limit).
 const ROWS_PER_STATEMENT: usize = 100;
@@ -125,7 +125,7 @@ impl Store {
                 let mut sql = String::from(
                     "INSERT INTO exposures (environment, flag, unit, variant, first_at_ms, conflicting) VALUES ",
                 );
-                push_placeholders(&mut sql, chunk.len(), 6);
+                push_placeholders(&mut sql, self.backend, chunk.len(), 6);
                 sql.push_str(
                     " ON CONFLICT (environment, flag, unit) DO UPDATE SET conflicting = \
                      CASE WHEN exposures.variant <> excluded.variant OR excluded.conflicting = 1 THEN 1 \
@@ -147,7 +147,7 @@ impl Store {
                 let mut sql = String::from(
                     "INSERT INTO unit_totals (environment, flag, variant, metric, unit, x, y, events) VALUES ",
                 );
-                push_placeholders(&mut sql, chunk.len(), 8);
+                push_placeholders(&mut sql, self.backend, chunk.len(), 8);
                 sql.push_str(
                     " ON CONFLICT (environment, flag, metric, variant, unit) DO UPDATE SET \
                      x = unit_totals.x + excluded.x, y = unit_totals.y + excluded.y, \
@@ -306,8 +306,11 @@ impl Store {
     }
 }
 
-/// Appends `($1, …, $k), (…)` for `rows` rows of `columns` parameters.
-fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+/// Appends `($1, …, $k), (…)` for `rows` rows of `columns` parameters; on
+/// SQLite anonymous `?` instead, which bind in order: SQLite looks a numbered
+/// parameter's name up by scanning a list of all of them, so a statement of
+/// hundreds of `$n` costs time quadratic in their number to bind.
+fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, columns: usize) {
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
@@ -317,7 +320,10 @@ fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * columns + c + 1));
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", r * columns + c + 1)),
+            }
         }
         sql.push(')');
     }
