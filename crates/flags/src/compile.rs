@@ -188,6 +188,9 @@ pub struct CompiledFlag {
     pub(crate) flag_type: FlagType,
     pub(crate) enabled: bool,
     pub(crate) salt: String,
+    /// The salt that decides who is inside a split's `rollout`:
+    /// [`rollout_salt`] of `salt`.
+    pub(crate) rollout_salt: String,
     pub(crate) record_exposures: bool,
     pub(crate) off_variant: usize,
     pub(crate) variants: Vec<(String, Value)>,
@@ -240,7 +243,17 @@ pub(crate) enum CompiledServe {
     Split {
         bounds: Vec<u32>,
         arms: Vec<usize>,
+        /// Units outside a rollout below 100%.
+        rollout: Option<Rollout>,
     },
+}
+
+/// The part of a split's units it applies to: units whose bucket under the
+/// rollout salt is below `bound`; the others get `otherwise`.
+#[derive(Debug)]
+pub(crate) struct Rollout {
+    pub(crate) bound: u32,
+    pub(crate) otherwise: usize,
 }
 
 /// An attribute test. A segment's conditions are validated once and copied
@@ -479,6 +492,7 @@ fn compile_flag(
         flag_type: flag.flag_type,
         enabled: flag.enabled,
         salt: flag.bucketing_salt().to_owned(),
+        rollout_salt: rollout_salt(flag.bucketing_salt()),
         record_exposures: flag.record_exposures,
         off_variant: off_variant?,
         variants,
@@ -529,7 +543,15 @@ fn compile_serve(
     errs: &mut Errors<'_>,
 ) -> Option<CompiledServe> {
     match (&serve.variant, &serve.split) {
-        (Some(v), None) => index(&format!("{field}.variant"), v, errs).map(CompiledServe::Variant),
+        (Some(v), None) => {
+            if serve.rollout.is_some() || serve.otherwise.is_some() {
+                errs.push(
+                    field,
+                    "`rollout` and `otherwise` apply to a `split`, not to a single `variant`",
+                );
+            }
+            index(&format!("{field}.variant"), v, errs).map(CompiledServe::Variant)
+        }
         (None, Some(split)) => {
             let field = format!("{field}.split");
             if split.is_empty() {
@@ -561,12 +583,14 @@ fn compile_serve(
                 let sum: f64 = split.values().map(|w| w.0).sum();
                 errs.push(&field, format!("weights sum to {sum}, not 100"));
             }
+            let rollout = compile_rollout(serve, field.trim_end_matches(".split"), index, errs);
             if errs.out.len() > before {
                 return None;
             }
             Some(CompiledServe::Split {
                 bounds: split_boundaries(&units),
                 arms,
+                rollout,
             })
         }
         (Some(_), Some(_)) => {
@@ -576,6 +600,61 @@ fn compile_serve(
         (None, None) => {
             errs.push(field, "give `variant = \"…\"` or `split = { … }`");
             None
+        }
+    }
+}
+
+/// The salt under which a flag with bucketing salt `salt` decides who is
+/// inside a split's rollout: `salt + "/rollout"`. Independent of the salt
+/// that picks the arm, so changing the rollout never moves a unit between
+/// arms (`docs/bucketing.md`).
+pub fn rollout_salt(salt: &str) -> String {
+    format!("{salt}/rollout")
+}
+
+/// The `rollout` and `otherwise` of a split; `None` when all units are in.
+fn compile_rollout(
+    serve: &ServeSpec,
+    field: &str,
+    index: &dyn Fn(&str, &str, &mut Errors<'_>) -> Option<usize>,
+    errs: &mut Errors<'_>,
+) -> Option<Rollout> {
+    let bound = match serve.rollout {
+        None => None,
+        Some(weight) => match weight_units(weight.0) {
+            Some(units) => Some(units),
+            None => {
+                errs.push(
+                    format!("{field}.rollout"),
+                    format!(
+                        "rollout {} must be a percentage between 0 and 100 in steps of 0.001",
+                        weight.0
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    match (bound, &serve.otherwise) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            errs.push(
+                format!("{field}.otherwise"),
+                "`otherwise` names what units outside a `rollout` get; give `rollout` too",
+            );
+            None
+        }
+        (Some(bound), None) if bound < BUCKET_COUNT => {
+            errs.push(
+                format!("{field}.otherwise"),
+                "a rollout below 100 needs `otherwise = \"…\"`, the variant of units outside it",
+            );
+            None
+        }
+        (Some(_), None) => None,
+        (Some(bound), Some(otherwise)) => {
+            let otherwise = index(&format!("{field}.otherwise"), otherwise, errs)?;
+            (bound < BUCKET_COUNT).then_some(Rollout { bound, otherwise })
         }
     }
 }

@@ -170,7 +170,11 @@ impl CompiledFlag {
     fn serve(&self, serve: &CompiledServe, ctx: &Context, single: Reason) -> Evaluation<'_> {
         match serve {
             CompiledServe::Variant(v) => Evaluation::served(self, *v, single),
-            CompiledServe::Split { bounds, arms } => {
+            CompiledServe::Split {
+                bounds,
+                arms,
+                rollout,
+            } => {
                 // An empty key identifies nobody: bucketing it would put every
                 // caller without a key into one bucket, skewing the split.
                 let Some(unit) = ctx.targeting_key.as_deref().filter(|k| !k.is_empty()) else {
@@ -182,6 +186,11 @@ impl CompiledFlag {
                         ),
                     );
                 };
+                if let Some(rollout) = rollout
+                    && bucket(&self.rollout_salt, unit) >= rollout.bound
+                {
+                    return Evaluation::served(self, rollout.otherwise, Reason::Split);
+                }
                 let b = bucket(&self.salt, unit);
                 let arm = bounds
                     .iter()

@@ -18,7 +18,9 @@ mod spec;
 mod version;
 
 pub use bucket::{BUCKET_COUNT, bucket, split_boundaries, weight_units};
-pub use compile::{CompiledFlag, FlagSet, MAX_KEY_LEN, ValidationError, check_key, compile};
+pub use compile::{
+    CompiledFlag, FlagSet, MAX_KEY_LEN, ValidationError, check_key, compile, rollout_salt,
+};
 pub use context::{AttrRef, Attributes, AttributesIter, Context, ContextError, TARGETING_KEY};
 pub use eval::{ErrorCode, EvalError, Evaluation, Reason};
 pub use spec::{

@@ -107,6 +107,15 @@ pub struct ServeSpec {
     /// the order written, so growing the first variant only adds units to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<IndexMap<String, Weight>>,
+    /// With a split: the percentage of units the split applies to; the rest
+    /// get `otherwise`. Who is in is decided by a bucket under a salt of its
+    /// own (`docs/bucketing.md`), so raising it only adds units and never
+    /// moves a unit between the split's arms. Absent means 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Weight>,
+    /// With `rollout`: the variant of units outside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otherwise: Option<String>,
 }
 
 impl ServeSpec {
@@ -114,6 +123,8 @@ impl ServeSpec {
         ServeSpec {
             variant: Some(name.into()),
             split: None,
+            rollout: None,
+            otherwise: None,
         }
     }
 
@@ -130,6 +141,8 @@ impl ServeSpec {
                     .map(|(k, w)| (k.into(), Weight(w)))
                     .collect(),
             ),
+            rollout: None,
+            otherwise: None,
         }
     }
 }

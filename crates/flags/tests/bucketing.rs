@@ -332,3 +332,77 @@ fn arms_own_contiguous_ranges_in_declared_order() {
         );
     }
 }
+
+/// A 4-arm experiment flag (`simple` first, the control) whose split applies
+/// to `rollout_units` buckets of units; the rest get `old`.
+fn experiment_flag(rollout_units: u32) -> FlagSet {
+    let mut spec: FlagSpec = serde_json::from_value(json!({
+        "key": "calc-model", "type": "string", "off_variant": "old",
+        "variants": {"old": "v1", "simple": "s", "advanced": "a", "choice": "c", "auto": "x"},
+        "default": {"serve": {"variant": "old"}}
+    }))
+    .expect("flag deserializes");
+    let mut serve = ServeSpec::split([
+        ("simple", 25.0),
+        ("advanced", 25.0),
+        ("choice", 25.0),
+        ("auto", 25.0),
+    ]);
+    serve.rollout = Some(flags::Weight(f64::from(rollout_units) / 1000.0));
+    serve.otherwise = Some("old".into());
+    spec.default.serve = serve;
+    match flags::compile(&[spec], &[]) {
+        Ok(set) => set,
+        Err(errors) => panic!("{errors:?}"),
+    }
+}
+
+proptest! {
+    /// Raising a split's rollout only adds units to the split, and a unit
+    /// inside keeps its arm whatever the rollout: who is in and which arm are
+    /// decided by independent salts.
+    #[test]
+    fn a_rollout_adds_units_without_moving_arms(
+        unit in ".{1,80}",
+        (p1, p2) in (0..=BUCKET_COUNT, 0..=BUCKET_COUNT).prop_map(|(a, b)| (a.min(b), a.max(b))),
+    ) {
+        let (set_p1, set_p2, set_full) =
+            (experiment_flag(p1), experiment_flag(p2), experiment_flag(BUCKET_COUNT));
+        let (at_p1, at_p2) = (served(&set_p1, &unit), served(&set_p2, &unit));
+        let at_full = served(&set_full, &unit);
+        if at_p1 != Some("old") {
+            prop_assert_eq!(at_p2, at_p1);
+        }
+        if at_p2 != Some("old") {
+            prop_assert_eq!(at_p2, at_full);
+        }
+        let inside = bucket(&flags::rollout_salt("calc-model"), &unit) < p1;
+        prop_assert_eq!(at_p1 != Some("old"), inside);
+    }
+}
+
+#[test]
+fn rollout_membership_is_independent_of_the_arm() {
+    // Over the fixed population: at a 50% rollout, the 2 × 4 table of
+    // (inside, arm-by-bucket) shows no dependence.
+    let set = experiment_flag(50_000);
+    let arms = ["simple", "advanced", "choice", "auto"];
+    let mut table = [[0u64; 4]; 2];
+    let mut inside = 0u64;
+    for unit in units() {
+        let arm = (bucket("calc-model", &unit) / 25_000) as usize;
+        let served = served(&set, &unit);
+        let row = usize::from(served != Some("old"));
+        if row == 1 {
+            inside += 1;
+            assert_eq!(served, Some(arms[arm]), "{unit}");
+        }
+        table[row][arm] += 1;
+    }
+    const CHI2_3_DOF_Q999: f64 = 16.266;
+    let statistic = chi_square_independence(&table);
+    assert!(statistic < CHI2_3_DOF_Q999, "chi-square {statistic:.2}");
+    // Within 5 binomial standard deviations of half.
+    let sd = (f64::from(UNIT_COUNT) * 0.25).sqrt();
+    assert!((inside as f64 - 50_000.0).abs() < 5.0 * sd, "{inside} inside");
+}

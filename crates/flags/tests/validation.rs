@@ -120,6 +120,56 @@ fn serve_takes_a_variant_or_a_split() {
 }
 
 #[test]
+fn split_rollouts() {
+    check(
+        |f| f["default"]["serve"]["rollout"] = json!(25),
+        &[
+            "flag `f`: default.serve.otherwise: a rollout below 100 needs `otherwise = \"…\"`, the variant of units outside it",
+        ],
+    );
+    check(
+        |f| {
+            f["default"]["serve"]["rollout"] = json!(25);
+            f["default"]["serve"]["otherwise"] = json!("c");
+        },
+        &["flag `f`: default.serve.otherwise: unknown variant `c`; the flag's variants are `a`, `b`"],
+    );
+    check(
+        |f| {
+            f["default"]["serve"]["rollout"] = json!(100.5);
+            f["default"]["serve"]["otherwise"] = json!("a");
+        },
+        &[
+            "flag `f`: default.serve.rollout: rollout 100.5 must be a percentage between 0 and 100 in steps of 0.001",
+        ],
+    );
+    check(
+        |f| f["default"]["serve"]["otherwise"] = json!("a"),
+        &[
+            "flag `f`: default.serve.otherwise: `otherwise` names what units outside a `rollout` get; give `rollout` too",
+        ],
+    );
+    check(
+        |f| {
+            f["rules"][0]["serve"]["rollout"] = json!(10);
+            f["rules"][0]["serve"]["otherwise"] = json!("a");
+        },
+        &[
+            "flag `f`: rules[0].serve: `rollout` and `otherwise` apply to a `split`, not to a single `variant`",
+        ],
+    );
+    // 100 and a valid rollout with `otherwise` are fine.
+    check(|f| f["default"]["serve"]["rollout"] = json!(100), &[]);
+    check(
+        |f| {
+            f["default"]["serve"]["rollout"] = json!(0.001);
+            f["default"]["serve"]["otherwise"] = json!("a");
+        },
+        &[],
+    );
+}
+
+#[test]
 fn split_weights() {
     check(
         |f| f["default"]["serve"]["split"] = json!({"a": 50, "b": 40}),
