@@ -450,13 +450,14 @@ pub fn check_metric_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-struct Errors<'a> {
-    subject: String,
-    out: &'a mut Vec<MetricError>,
+/// Collects the problems of one subject (a metric, an experiment).
+pub(crate) struct Errors<'a> {
+    pub(crate) subject: String,
+    pub(crate) out: &'a mut Vec<MetricError>,
 }
 
 impl Errors<'_> {
-    fn push(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, field: &str, message: impl Into<String>) {
         self.out.push(MetricError {
             subject: self.subject.clone(),
             field: field.to_owned(),

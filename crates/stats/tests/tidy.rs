@@ -9,14 +9,27 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Dependencies the crate may have. Each is IO-free; adding one is a design
-/// decision, to be made here on purpose. A seeded random generator may join
-/// (DESIGN.md names one for Thompson sampling and simulations) with its
-/// entropy-drawing features off.
+/// decision, to be made here on purpose.
 const ALLOWED_DEPENDENCIES: &[&str] = &[
     "indexmap",
+    // erfc and ln Γ correct to an ulp or so (a port of musl's libm): statrs's
+    // erf/erfc are off by up to 1e-10 relative, too coarse for p-values
+    // checked to 1e-12.
+    "libm",
+    // A seeded generator for Thompson sampling (DESIGN.md): ChaCha8 from a
+    // `u64` seed passed in. Its entropy-drawing features stay off.
+    "rand_chacha",
+    // Sampling the arms' posteriors (normal, beta) for Thompson sampling, from
+    // the seeded generator above. Default features (and with them `rand/std`)
+    // off.
+    "rand_distr",
     "serde",
     "serde_json",
     "sketches-ddsketch",
+    // Distributions and special functions (normal, Student's t, chi-square,
+    // beta, binomial; erfc, the regularized incomplete beta) for the
+    // inference engine. Default features off: no nalgebra, no rand.
+    "statrs",
     "thiserror",
 ];
 
