@@ -180,6 +180,87 @@ impl FlagSet {
     pub fn is_empty(&self) -> bool {
         self.flags.is_empty()
     }
+
+    /// Automatic selection inside one arm of a split (the seed's "automatic
+    /// model selection" group, driven by Thompson sampling): a unit that a
+    /// split puts into variant `arm` keeps `arm` as its variant — so its
+    /// exposures and metrics count for that arm, whose weight stays as
+    /// planned — but is served the value of one of `choices`, each with its
+    /// probability. The choice is sticky per unit while the probabilities
+    /// stay the same: `bucket(salt + "/auto", unit)` against cumulative
+    /// ranges of the probabilities, in the order given (rounded to whole
+    /// buckets, largest remainders first). Probabilities need not sum to 1;
+    /// they are normalised. Replaces an earlier selection of the flag.
+    pub fn select_automatically(
+        &mut self,
+        flag: &str,
+        arm: &str,
+        choices: &[(String, f64)],
+    ) -> Result<(), String> {
+        let position = self
+            .flags
+            .iter()
+            .position(|f| f.key == flag)
+            .ok_or_else(|| format!("flag `{flag}` was not found"))?;
+        let compiled = &mut self.flags[position];
+        let index = |name: &str| {
+            compiled
+                .variants
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| format!("flag `{flag}` has no variant `{name}`"))
+        };
+        let arm = index(arm)?;
+        let mut variants = Vec::with_capacity(choices.len());
+        for (name, p) in choices {
+            if !(p.is_finite() && *p >= 0.0) {
+                return Err(format!("the probability of `{name}` is {p}"));
+            }
+            variants.push(index(name)?);
+        }
+        let total: f64 = choices.iter().map(|(_, p)| p).sum();
+        if choices.is_empty() || total <= 0.0 {
+            return Err("automatic selection needs a choice with a positive probability".into());
+        }
+        let units = whole_buckets(choices.iter().map(|(_, p)| p / total));
+        compiled.auto = Some(AutoSelect {
+            arm,
+            variants,
+            bounds: split_boundaries(&units),
+        });
+        Ok(())
+    }
+}
+
+/// Shares (summing to 1) as whole buckets summing to [`BUCKET_COUNT`]: each
+/// share rounded down, the remaining buckets to the largest remainders.
+fn whole_buckets(shares: impl Iterator<Item = f64>) -> Vec<u32> {
+    let exact: Vec<f64> = shares.map(|s| s * f64::from(BUCKET_COUNT)).collect();
+    let mut units: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();
+    let mut left = BUCKET_COUNT.saturating_sub(units.iter().sum());
+    let mut order: Vec<usize> = (0..exact.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
+        rb.total_cmp(&ra).then(a.cmp(&b))
+    });
+    for i in order.into_iter().cycle() {
+        if left == 0 {
+            break;
+        }
+        units[i] += 1;
+        left -= 1;
+    }
+    units
+}
+
+/// An arm whose units are served the value of a chosen variant.
+#[derive(Debug)]
+pub(crate) struct AutoSelect {
+    /// The arm (a variant index) whose units are served a choice.
+    pub(crate) arm: usize,
+    /// Choice `i` serves `variants[i]` for buckets below `bounds[i]`.
+    pub(crate) variants: Vec<usize>,
+    pub(crate) bounds: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -191,11 +272,15 @@ pub struct CompiledFlag {
     /// The salt that decides who is inside a split's `rollout`:
     /// [`rollout_salt`] of `salt`.
     pub(crate) rollout_salt: String,
+    /// The salt of automatic selection: [`auto_salt`] of `salt`.
+    pub(crate) auto_salt: String,
     pub(crate) record_exposures: bool,
     pub(crate) off_variant: usize,
     pub(crate) variants: Vec<(String, Value)>,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) default: CompiledServe,
+    /// Set by [`FlagSet::select_automatically`], never by compiling.
+    pub(crate) auto: Option<AutoSelect>,
 }
 
 impl CompiledFlag {
@@ -493,6 +578,8 @@ fn compile_flag(
         enabled: flag.enabled,
         salt: flag.bucketing_salt().to_owned(),
         rollout_salt: rollout_salt(flag.bucketing_salt()),
+        auto_salt: auto_salt(flag.bucketing_salt()),
+        auto: None,
         record_exposures: flag.record_exposures,
         off_variant: off_variant?,
         variants,
@@ -610,6 +697,12 @@ fn compile_serve(
 /// arms (`docs/bucketing.md`).
 pub fn rollout_salt(salt: &str) -> String {
     format!("{salt}/rollout")
+}
+
+/// The salt under which units of an automatically selecting arm are given
+/// their choice: `salt + "/auto"`.
+pub fn auto_salt(salt: &str) -> String {
+    format!("{salt}/auto")
 }
 
 /// The `rollout` and `otherwise` of a split; `None` when all units are in.

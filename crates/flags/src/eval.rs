@@ -86,6 +86,9 @@ pub struct EvalError {
 pub struct Evaluation<'a> {
     pub value: Option<&'a Value>,
     pub variant: Option<&'a str>,
+    /// When the variant's arm selects automatically: the variant whose
+    /// value was served ([`FlagSet::select_automatically`]).
+    pub selected: Option<&'a str>,
     pub reason: Reason,
     pub error: Option<EvalError>,
 }
@@ -98,6 +101,7 @@ impl<'a> Evaluation<'a> {
             Some((name, value)) => Evaluation {
                 value: Some(value),
                 variant: Some(name),
+                selected: None,
                 reason,
                 error: None,
             },
@@ -112,6 +116,7 @@ impl<'a> Evaluation<'a> {
         Evaluation {
             value: None,
             variant: None,
+            selected: None,
             reason: Reason::Error,
             error: Some(EvalError { code, message }),
         }
@@ -197,6 +202,9 @@ impl CompiledFlag {
                     .position(|bound| b < *bound)
                     .unwrap_or(bounds.len().saturating_sub(1));
                 match arms.get(arm) {
+                    Some(v) if self.auto.as_ref().is_some_and(|a| a.arm == *v) => {
+                        self.select(*v, unit)
+                    }
                     Some(v) => Evaluation::served(self, *v, Reason::Split),
                     None => Evaluation::error(
                         ErrorCode::General,
@@ -205,6 +213,29 @@ impl CompiledFlag {
                 }
             }
         }
+    }
+}
+
+impl CompiledFlag {
+    /// Serves a unit of the automatically selecting arm `arm` the value of
+    /// its choice; the variant stays `arm`.
+    fn select(&self, arm: usize, unit: &str) -> Evaluation<'_> {
+        let mut evaluation = Evaluation::served(self, arm, Reason::Split);
+        let Some(auto) = &self.auto else {
+            return evaluation;
+        };
+        let b = bucket(&self.auto_salt, unit);
+        let choice = auto
+            .bounds
+            .iter()
+            .position(|bound| b < *bound)
+            .and_then(|i| auto.variants.get(i))
+            .and_then(|v| self.variants.get(*v));
+        if let Some((name, value)) = choice {
+            evaluation.value = Some(value);
+            evaluation.selected = Some(name);
+        }
+        evaluation
     }
 }
 

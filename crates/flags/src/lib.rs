@@ -19,7 +19,8 @@ mod version;
 
 pub use bucket::{BUCKET_COUNT, bucket, split_boundaries, weight_units};
 pub use compile::{
-    CompiledFlag, FlagSet, MAX_KEY_LEN, ValidationError, check_key, compile, rollout_salt,
+    CompiledFlag, FlagSet, MAX_KEY_LEN, ValidationError, auto_salt, check_key, compile,
+    rollout_salt,
 };
 pub use context::{AttrRef, Attributes, AttributesIter, Context, ContextError, TARGETING_KEY};
 pub use eval::{ErrorCode, EvalError, Evaluation, Reason};

@@ -404,5 +404,76 @@ fn rollout_membership_is_independent_of_the_arm() {
     assert!(statistic < CHI2_3_DOF_Q999, "chi-square {statistic:.2}");
     // Within 5 binomial standard deviations of half.
     let sd = (f64::from(UNIT_COUNT) * 0.25).sqrt();
-    assert!((inside as f64 - 50_000.0).abs() < 5.0 * sd, "{inside} inside");
+    assert!(
+        (inside as f64 - 50_000.0).abs() < 5.0 * sd,
+        "{inside} inside"
+    );
+}
+
+#[test]
+fn an_automatically_selecting_arm_keeps_its_variant_and_serves_the_choices() {
+    let plain = experiment_flag(BUCKET_COUNT);
+    let mut set = experiment_flag(BUCKET_COUNT);
+    set.select_automatically(
+        "calc-model",
+        "auto",
+        &[("simple".into(), 0.2), ("advanced".into(), 0.8)],
+    )
+    .expect("select");
+    let (mut auto, mut advanced) = (0u32, 0u32);
+    for unit in units() {
+        let ctx = Context::new(unit.as_str());
+        let (before, after) = (
+            plain.evaluate("calc-model", &ctx),
+            set.evaluate("calc-model", &ctx),
+        );
+        // Every unit keeps its arm; only the auto arm's value changes.
+        assert_eq!(before.variant, after.variant, "{unit}");
+        if after.variant != Some("auto") {
+            assert_eq!(before, after, "{unit}");
+            continue;
+        }
+        auto += 1;
+        let selected = after.selected.expect("a choice");
+        let value = if selected == "advanced" { "a" } else { "s" };
+        assert_eq!(after.value, Some(&json!(value)), "{unit}");
+        advanced += u32::from(selected == "advanced");
+        // Sticky: the same unit gets the same choice again.
+        assert_eq!(set.evaluate("calc-model", &ctx).selected, Some(selected));
+    }
+    // 80% of the arm, within 5 binomial standard deviations.
+    let (n, share) = (f64::from(auto), 0.8);
+    let sd = (n * share * (1.0 - share)).sqrt();
+    assert!(
+        (f64::from(advanced) - n * share).abs() < 5.0 * sd,
+        "{advanced} of {auto} got advanced"
+    );
+    // A choice with probability 1 serves everyone in the arm.
+    set.select_automatically("calc-model", "auto", &[("choice".into(), 3.0)])
+        .expect("select");
+    let unit = units()
+        .find(|u| {
+            set.evaluate("calc-model", &Context::new(u.as_str()))
+                .variant
+                == Some("auto")
+        })
+        .expect("a unit in the auto arm");
+    let eval = set.evaluate("calc-model", &Context::new(unit.as_str()));
+    assert_eq!(
+        (eval.variant, eval.selected),
+        (Some("auto"), Some("choice"))
+    );
+    // Bad selections are refused and keep the last one.
+    for (flag, arm, choices) in [
+        ("nope", "auto", vec![("simple".to_owned(), 1.0)]),
+        ("calc-model", "turbo", vec![("simple".to_owned(), 1.0)]),
+        ("calc-model", "auto", vec![("turbo".to_owned(), 1.0)]),
+        ("calc-model", "auto", vec![("simple".to_owned(), f64::NAN)]),
+        ("calc-model", "auto", vec![("simple".to_owned(), 0.0)]),
+        ("calc-model", "auto", vec![]),
+    ] {
+        assert!(set.select_automatically(flag, arm, &choices).is_err());
+    }
+    let eval = set.evaluate("calc-model", &Context::new(unit.as_str()));
+    assert_eq!(eval.selected, Some("choice"));
 }

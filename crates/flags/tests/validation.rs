@@ -132,7 +132,9 @@ fn split_rollouts() {
             f["default"]["serve"]["rollout"] = json!(25);
             f["default"]["serve"]["otherwise"] = json!("c");
         },
-        &["flag `f`: default.serve.otherwise: unknown variant `c`; the flag's variants are `a`, `b`"],
+        &[
+            "flag `f`: default.serve.otherwise: unknown variant `c`; the flag's variants are `a`, `b`",
+        ],
     );
     check(
         |f| {

@@ -59,12 +59,18 @@ struct Success<'a> {
     reason: &'static str,
     variant: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata>,
+    metadata: Option<Metadata<'a>>,
 }
 
 #[derive(Serialize)]
-struct Metadata {
-    reason: &'static str,
+#[serde(rename_all = "camelCase")]
+struct Metadata<'a> {
+    /// Rollgate's own reason where OFREP has none (`DEFAULT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// The variant whose value an automatically selecting arm served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selected_variant: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -86,9 +92,12 @@ enum Item<'a> {
 fn item<'a>(key: &'a str, evaluation: &'a Evaluation<'a>) -> (StatusCode, Item<'a>) {
     match (&evaluation.error, evaluation.value, evaluation.variant) {
         (None, Some(value), Some(variant)) => {
-            let metadata = (evaluation.reason == Reason::Default).then_some(Metadata {
-                reason: evaluation.reason.as_str(),
-            });
+            let reason = (evaluation.reason == Reason::Default).then(|| evaluation.reason.as_str());
+            let metadata =
+                (reason.is_some() || evaluation.selected.is_some()).then_some(Metadata {
+                    reason,
+                    selected_variant: evaluation.selected,
+                });
             let success = Success {
                 key,
                 value,
