@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use store::{BucketRow, ExposureRow, FoldWrite, Store, StoreError, TotalDelta};
+use store::{
+    BucketRow, CovariateRow, ExposureRow, FoldWrite, HistoryDelta, Store, StoreError, TotalDelta,
+};
 use tokio::sync::Notify;
 
 use crate::event::Event;
-use crate::fold::{Exposed, Exposures, Folded, fold};
+use crate::fold::{Exposed, Exposures, Folded, fold_tracking};
 
 /// Batches read per fold.
 const BATCHES_PER_FOLD: i64 = 200;
@@ -118,6 +120,7 @@ pub async fn fold_next(
             );
             Vec::new()
         });
+        let cuped = cuped_metrics(store, &environment, &metrics).await?;
         let known = cache.entry(environment.clone()).or_default();
         // Attribution needs every exposure of a unit that sent a track event,
         // so those units are read from the store when not cached. A unit
@@ -160,7 +163,7 @@ pub async fn fold_next(
         // beside the runtime threads that answer requests.
         let mut owned = std::mem::take(known);
         let (folded, owned) = tokio::task::spawn_blocking(move || {
-            let folded = fold(&events, &metrics, &mut owned);
+            let folded = fold_tracking(&events, &metrics, &cuped, &mut owned);
             for unit in &blind {
                 owned.remove(unit);
             }
@@ -173,6 +176,34 @@ pub async fn fold_next(
     }
     store.write_folds(&writes, from, through).await?;
     Ok(Some(through))
+}
+
+/// The indices of the metrics whose per-unit history is kept: those of
+/// experiments that adjust with CUPED.
+async fn cuped_metrics(
+    store: &Store,
+    environment: &str,
+    metrics: &[stats::Metric],
+) -> Result<Vec<usize>, StoreError> {
+    let experiments = store.list_experiments(environment).await?;
+    let keys: HashSet<&str> = experiments
+        .iter()
+        .filter(|e| e.spec.cuped)
+        .flat_map(|e| {
+            e.spec
+                .primary_metrics
+                .iter()
+                .chain(&e.spec.secondary_metrics)
+                .chain(&e.spec.guardrail_metrics)
+                .map(String::as_str)
+        })
+        .collect();
+    Ok(metrics
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| keys.contains(m.key.as_str()))
+        .map(|(i, _)| i)
+        .collect())
 }
 
 fn to_write(environment: String, folded: Folded) -> FoldWrite {
@@ -223,10 +254,34 @@ fn to_write(environment: String, folded: Folded) -> FoldWrite {
             sketch: d.sketch.map(|s| s.to_bytes()),
         })
         .collect();
+    let history = folded
+        .history
+        .into_iter()
+        .map(|((unit, metric), d)| HistoryDelta {
+            metric,
+            unit,
+            x: d.x,
+            y: d.y,
+            events: d.events,
+        })
+        .collect();
+    let covariates = folded
+        .covariates
+        .into_iter()
+        .map(|c| CovariateRow {
+            flag: c.flag,
+            metric: c.metric,
+            unit: c.unit,
+            x: c.before.x,
+            y: c.before.y,
+        })
+        .collect();
     FoldWrite {
         environment,
         exposures,
         totals,
         buckets,
+        history,
+        covariates,
     }
 }

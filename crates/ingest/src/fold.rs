@@ -174,18 +174,50 @@ pub struct NewExposure {
     pub conflicting: bool,
 }
 
+/// Where a unit's history of a metric belongs (`(unit, metric)`).
+pub type HistoryKey = (String, String);
+
+/// A unit's value of a metric before its first exposure to a flag, as far as
+/// this fold saw it: the events of the fold before the exposure. The store
+/// adds the unit's history from earlier folds (CUPED's covariate).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Covariate {
+    pub flag: String,
+    pub metric: String,
+    pub unit: String,
+    pub before: Delta,
+}
+
 /// The result of folding events of one environment.
 #[derive(Clone, Debug, Default)]
 pub struct Folded {
     pub exposures: Vec<NewExposure>,
     pub totals: HashMap<TotalKey, Delta>,
     pub buckets: HashMap<BucketKey, BucketDelta>,
+    /// Every matching event of the tracked metrics, per unit, exposed or not.
+    pub history: HashMap<HistoryKey, Delta>,
+    /// Snapshots of the history at new exposures.
+    pub covariates: Vec<Covariate>,
 }
 
 impl Folded {
-    /// Adds another fold's totals to these (exposures are appended).
+    /// Adds another fold's totals to these (exposures are appended). The
+    /// other fold's covariates gain this fold's history, which happened
+    /// before them.
     pub fn merge(&mut self, other: Folded) {
         self.exposures.extend(other.exposures);
+        for mut covariate in other.covariates {
+            if let Some(before) = self
+                .history
+                .get(&(covariate.unit.clone(), covariate.metric.clone()))
+            {
+                covariate.before.add(before);
+            }
+            self.covariates.push(covariate);
+        }
+        for (key, delta) in other.history {
+            self.history.entry(key).or_default().add(&delta);
+        }
         for (key, delta) in other.totals {
             self.totals.entry(key).or_default().add(&delta);
         }
@@ -199,7 +231,27 @@ impl Folded {
 /// every unit of `events` that were folded before; it is updated with the
 /// new ones, so consecutive folds see each other's exposures.
 pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Folded {
+    fold_tracking(events, metrics, &[], known)
+}
+
+/// [`fold`], also keeping the history of the metrics at `tracked` (indices
+/// into `metrics`): every matching event of a unit, exposed or not, and at
+/// each new exposure the unit's history so far ([`Folded::covariates`]) —
+/// the pre-exposure value CUPED adjusts with. Only kinds with per-unit sums
+/// (`mean`, `count`, `proportion`) can be tracked; others are ignored.
+pub fn fold_tracking(
+    events: &[Event],
+    metrics: &[Metric],
+    tracked: &[usize],
+    known: &mut Exposures,
+) -> Folded {
+    let tracked: Vec<usize> = tracked
+        .iter()
+        .copied()
+        .filter(|&m| m < metrics.len() && stats::experiment::cuped_supports(&metrics[m].kind))
+        .collect();
     let mut out = Folded::default();
+    let mut history: HashMap<String, Vec<Delta>> = HashMap::new();
     let mut acc = Accumulator::default();
     let mut hits: Vec<(usize, Delta)> = Vec::with_capacity(metrics.len());
     for event in events {
@@ -226,6 +278,15 @@ pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Fold
                             variant: variant.clone(),
                             first_at_ms: *at_ms,
                         });
+                        let before = history.get(unit.as_str());
+                        for &m in &tracked {
+                            out.covariates.push(Covariate {
+                                flag: flag.clone(),
+                                metric: metrics[m].key.clone(),
+                                unit: unit.clone(),
+                                before: before.and_then(|b| b.get(m)).copied().unwrap_or_default(),
+                            });
+                        }
                         out.exposures.push(NewExposure {
                             flag: flag.clone(),
                             unit: unit.clone(),
@@ -245,6 +306,24 @@ pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Fold
                 flag,
                 variant,
             } => {
+                if !tracked.is_empty() {
+                    let unexposed = Exposed {
+                        flag: String::new(),
+                        variant: String::new(),
+                        first_at_ms: i64::MIN,
+                    };
+                    for &m in &tracked {
+                        if let Some(delta) =
+                            contribution(&metrics[m], name, *value, attributes, *at_ms, &unexposed)
+                        {
+                            let deltas = deltas_of(&mut history, unit);
+                            if deltas.len() <= m {
+                                deltas.resize(m + 1, Delta::default());
+                            }
+                            deltas[m].add(&delta);
+                        }
+                    }
+                }
                 let explicit;
                 let attributions: &[Exposed] = match (flag, variant) {
                     (Some(flag), Some(variant)) => {
@@ -291,6 +370,14 @@ pub fn fold(events: &[Event], metrics: &[Metric], known: &mut Exposures) -> Fold
         }
     }
     acc.finish(metrics, &mut out);
+    for (unit, deltas) in history {
+        for (m, delta) in deltas.into_iter().enumerate() {
+            if delta.events > 0 {
+                out.history
+                    .insert((unit.clone(), metrics[m].key.clone()), delta);
+            }
+        }
+    }
     out
 }
 

@@ -6,7 +6,9 @@
 //! right after the answer loses nothing.
 
 pub mod aggregator;
+pub mod arms;
 pub mod event;
+pub mod experiment;
 pub mod fold;
 pub mod pipeline;
 pub mod report;

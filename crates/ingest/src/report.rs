@@ -45,6 +45,22 @@ pub struct VariantSeries {
     pub total: Total,
 }
 
+impl VariantSeries {
+    fn empty(variant: &str) -> Self {
+        VariantSeries {
+            variant: variant.to_owned(),
+            points: Vec::new(),
+            total: Total {
+                units: 0,
+                conflicting: 0,
+                events: 0,
+                value: None,
+                moments: Moments::new(),
+            },
+        }
+    }
+}
+
 /// What `series` reports for one metric under one flag.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
@@ -93,37 +109,15 @@ pub async fn series(
             to_ms,
         )
         .await?;
-    let units = store.unit_totals(environment, flag, &metric.key).await?;
-    let exposures = store.exposure_counts(environment, flag).await?;
+    let arms = crate::arms::arm_data(store, environment, flag, metric, false).await?;
 
     let mut variants: BTreeMap<String, VariantSeries> = BTreeMap::new();
-    let entry = |variants: &mut BTreeMap<String, VariantSeries>, variant: &str| {
-        variants
-            .entry(variant.to_owned())
-            .or_insert_with(|| VariantSeries {
-                variant: variant.to_owned(),
-                points: Vec::new(),
-                total: Total {
-                    units: 0,
-                    conflicting: 0,
-                    events: 0,
-                    value: None,
-                    moments: Moments::new(),
-                },
-            });
-    };
-    for e in &exposures {
-        entry(&mut variants, &e.variant);
-        let v = variants.get_mut(&e.variant).map(|v| &mut v.total);
-        if let Some(total) = v {
-            total.units = e.units.max(0) as u64;
-            total.conflicting = e.conflicting.max(0) as u64;
-        }
-    }
     for b in &buckets {
-        entry(&mut variants, &b.variant);
-        if let Some(v) = variants.get_mut(&b.variant) {
-            v.points.push(Point {
+        variants
+            .entry(b.variant.clone())
+            .or_insert_with(|| VariantSeries::empty(&b.variant))
+            .points
+            .push(Point {
                 start_ms: b.start_ms,
                 events: b.events,
                 x: b.x,
@@ -131,63 +125,29 @@ pub async fn series(
                 value: point_value(metric, b),
                 max: b.max_value,
             });
-        }
     }
-    for u in &units {
-        entry(&mut variants, &u.variant);
-        if let Some(v) = variants.get_mut(&u.variant) {
-            v.total.moments.add_unit(u.x, u.y);
-            v.total.events += u.events;
-        }
-    }
-    for v in variants.values_mut() {
-        // Exposed units without events are units with x = y = 0.
-        let active = v.total.moments.n;
-        if v.total.units > active {
-            v.total.moments.n = v.total.units;
-        } else {
-            v.total.units = active;
-        }
-    }
-
-    // Totals that need more than the unit sums read the buckets.
-    for v in variants.values_mut() {
-        let units = &units;
-        let active_units = units
-            .iter()
-            .filter(|u| u.variant == v.variant && u.x > 0.0)
-            .count() as f64;
-        let m = &v.total.moments;
+    for arm in arms.values() {
+        let v = variants
+            .entry(arm.variant.clone())
+            .or_insert_with(|| VariantSeries::empty(&arm.variant));
+        let m = &arm.moments;
+        v.total = Total {
+            units: arm.units,
+            conflicting: arm.conflicting,
+            events: arm.events,
+            value: None,
+            moments: *m,
+        };
         let n = m.n as f64;
         v.total.value = match &metric.kind {
             MetricKind::Ratio { .. } => m.ratio(),
             MetricKind::Mean { .. } => m.mean_x(),
             MetricKind::Count { .. } => Some(m.sum_x),
             MetricKind::Proportion { .. } | MetricKind::Retention { .. } => {
-                (n > 0.0).then(|| active_units / n)
+                (n > 0.0).then(|| arm.active as f64 / n)
             }
             MetricKind::Gauge { .. } => (m.sum_y != 0.0).then(|| m.sum_x / m.sum_y),
-            MetricKind::Quantile { q, .. } => {
-                let all = store
-                    .metric_buckets(
-                        environment,
-                        flag,
-                        &metric.key,
-                        Resolution::Day.as_str(),
-                        i64::MIN,
-                        i64::MAX,
-                    )
-                    .await?;
-                let mut merged = QuantileSketch::new();
-                for b in all.iter().filter(|b| b.variant == v.variant) {
-                    if let Some(bytes) = &b.sketch
-                        && let Ok(sketch) = QuantileSketch::from_bytes(bytes)
-                    {
-                        let _ = merged.merge(&sketch);
-                    }
-                }
-                merged.quantile(*q)
-            }
+            MetricKind::Quantile { q, .. } => arm.sketch.as_ref().and_then(|s| s.quantile(*q)),
             MetricKind::Uptime { max_error_rate, .. } => {
                 let minutes = store
                     .metric_buckets(

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ingest::Event;
-use ingest::fold::{Exposures, Folded, TotalKey, fold};
+use ingest::fold::{Exposures, Folded, TotalKey, fold, fold_tracking};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -123,6 +123,67 @@ proptest! {
             .collect();
         let expected: BTreeMap<_, _> = expected.into_iter().filter(|(_, (x, y))| *x > 0.0 || *y > 0.0).collect();
         prop_assert_eq!(got, expected);
+    }
+}
+
+/// Brute force for CUPED's covariate of the `calcs` metric (count of
+/// `calc_request`): per unit, its requests before its first exposure.
+fn brute_force_covariates(events: &[Event]) -> BTreeMap<String, f64> {
+    let mut requests: HashMap<String, f64> = HashMap::new();
+    let mut out = BTreeMap::new();
+    for e in events {
+        match e {
+            Event::Exposure { unit, .. } => {
+                if !out.contains_key(unit) {
+                    out.insert(unit.clone(), requests.get(unit).copied().unwrap_or(0.0));
+                }
+            }
+            Event::Track { name, unit, .. } if name == "calc_request" => {
+                *requests.entry(unit.clone()).or_default() += 1.0;
+            }
+            Event::Track { .. } => {}
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The pre-exposure value of a tracked metric: folded at once or in two
+    /// parts (the second part's snapshots plus the first part's history, as
+    /// the store adds them), it is each unit's events before its first
+    /// exposure; the history is every matching event.
+    #[test]
+    fn covariates_are_the_history_before_first_exposure(events in prop::collection::vec(event_strategy(), 0..200), cut in 0usize..200) {
+        let metrics = metrics();
+        let calcs = metrics.iter().position(|m| m.key == "calcs").expect("calcs metric");
+        // A ratio metric cannot be tracked and is ignored.
+        let tracked = [calcs, 0];
+        let cut = cut.min(events.len());
+        let expected = brute_force_covariates(&events);
+        let all = fold_tracking(&events, &metrics, &tracked, &mut Exposures::new());
+        let mut known = Exposures::new();
+        let mut parts = fold_tracking(&events[..cut], &metrics, &tracked, &mut known);
+        parts.merge(fold_tracking(&events[cut..], &metrics, &tracked, &mut known));
+        for folded in [&all, &parts] {
+            let got: BTreeMap<String, f64> = folded
+                .covariates
+                .iter()
+                .map(|c| {
+                    assert_eq!(c.metric, "calcs");
+                    (c.unit.clone(), c.before.x)
+                })
+                .collect();
+            prop_assert_eq!(got.len(), folded.covariates.len(), "one covariate per unit");
+            prop_assert_eq!(&got, &expected);
+            let requests = events
+                .iter()
+                .filter(|e| matches!(e, Event::Track { name, .. } if name == "calc_request"))
+                .count() as f64;
+            let history: f64 = folded.history.values().map(|d| d.x).sum();
+            prop_assert_eq!(history, requests);
+        }
     }
 }
 

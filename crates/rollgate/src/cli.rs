@@ -64,9 +64,9 @@ pub enum Command {
     /// The admin token is read from ROLLGATE_ADMIN_TOKEN: on a store without
     /// tokens it becomes the first admin token.
     Serve(ServeArgs),
-    /// Create or update the segments, flags and metrics of a TOML or JSON file.
+    /// Create or update the segments, flags, metrics and experiments of a TOML or JSON file.
     Apply(ApplyArgs),
-    /// Write an environment's segments, flags and metrics in the format `apply` reads.
+    /// Write an environment's segments, flags, metrics and experiments in the format `apply` reads.
     Export(ExportArgs),
     /// List, inspect and change flags.
     #[command(subcommand)]
@@ -74,6 +74,9 @@ pub enum Command {
     /// List and inspect metric definitions (they are changed with `apply`).
     #[command(subcommand)]
     Metrics(MetricsCommand),
+    /// List experiments and show their results (they are changed with `apply`).
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -125,7 +128,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Also delete the flags, segments and metrics of the environment the file does not name.
+    /// Also delete the flags, segments, metrics and experiments of the environment the file does not name.
     #[arg(long)]
     pub prune: bool,
 
@@ -191,6 +194,17 @@ pub enum MetricsCommand {
         #[arg(long)]
         to: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExperimentCommand {
+    /// List the experiments of the environment.
+    List,
+    /// Show one experiment definition as TOML (or its record as JSON).
+    Get { key: String },
+    /// Per arm and metric: value, lift with its interval, p-values (raw and
+    /// adjusted), chance to beat control, sample sizes and the SRM verdict.
+    Results { key: String },
 }
 
 #[derive(Args, Debug)]

@@ -74,6 +74,15 @@ pub fn items<'a>(body: &'a Value, name: &str) -> anyhow::Result<&'a [Value]> {
         .with_context(|| format!("the server's answer has no `{name}` list; is the server the same version as this CLI?"))
 }
 
+/// A number for a table cell: up to 6 decimals, `-` when absent.
+pub fn number(value: &Value) -> String {
+    match value.as_f64() {
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Some(x) => format!("{x:.6}").trim_end_matches('0').to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

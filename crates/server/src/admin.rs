@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat};
 use flags::{FlagSpec, SegmentSpec};
 use serde::{Deserialize, Serialize};
-use stats::MetricSpec;
+use stats::{ExperimentSpec, MetricSpec};
 use store::{ApplyOptions, ApplyReport, Change, TokenKind};
 use utoipa::{IntoParams, ToSchema};
 
@@ -51,7 +51,7 @@ impl EnvQuery {
 }
 
 /// The environment must exist for reads and edits.
-fn existing_environment<'a>(state: &AppState, q: &'a EnvQuery) -> AppResult<&'a str> {
+pub(crate) fn existing_environment<'a>(state: &AppState, q: &'a EnvQuery) -> AppResult<&'a str> {
     let env = q.environment();
     if state.has_environment(env) {
         Ok(env)
@@ -84,7 +84,8 @@ fn optional_reason(body: &Bytes, q: &EnvQuery) -> AppResult<Option<String>> {
 }
 
 async fn refresh(state: &AppState, environment: &str) {
-    if let Err(error) = state.reload_environment(environment).await {
+    // Also recomputes automatic selections, so a new experiment's apply at once.
+    if let Err(error) = state.refresh_selections(environment).await {
         // The change is committed; the periodic resync will pick it up.
         tracing::warn!(message = "Could not refresh the flag snapshot after a change.", environment, %error);
     }
@@ -706,6 +707,105 @@ pub async fn get_metric(
     Ok(Json(metric.into()))
 }
 
+// ---------------------------------------------------------------- experiments
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentRecord {
+    pub key: String,
+    pub flag: String,
+    pub description: String,
+    pub version: i64,
+    pub updated_at: String,
+    pub updated_by: String,
+    /// The experiment as in the config file.
+    #[schema(value_type = Object)]
+    pub experiment: ExperimentSpec,
+}
+
+impl From<store::StoredExperiment> for ExperimentRecord {
+    fn from(e: store::StoredExperiment) -> Self {
+        ExperimentRecord {
+            key: e.spec.key.clone(),
+            flag: e.spec.flag.clone(),
+            description: e.spec.description.clone(),
+            version: e.version,
+            updated_at: rfc3339(e.updated_at_ms),
+            updated_by: e.updated_by,
+            experiment: e.spec,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExperimentList {
+    pub experiments: Vec<ExperimentRecord>,
+}
+
+#[utoipa::path(get, path = "/api/v1/experiments", tag = "experiments", params(EnvQuery), responses((status = 200, body = ExperimentList)))]
+pub async fn list_experiments(
+    State(state): Shared,
+    _: Admin,
+    ApiQuery(q): ApiQuery<EnvQuery>,
+) -> AppResult<Json<ExperimentList>> {
+    let env = existing_environment(&state, &q)?;
+    let experiments = state
+        .store
+        .list_experiments(env)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(ExperimentList { experiments }))
+}
+
+#[utoipa::path(get, path = "/api/v1/experiments/{key}", tag = "experiments", params(("key" = String, Path), EnvQuery),
+    responses((status = 200, body = ExperimentRecord), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_experiment(
+    State(state): Shared,
+    _: Admin,
+    ApiPath(key): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EnvQuery>,
+) -> AppResult<Json<ExperimentRecord>> {
+    let env = existing_environment(&state, &q)?;
+    let experiment = state
+        .store
+        .get_experiment(env, &key)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "experiment `{key}` was not found in environment `{env}`"
+            ))
+        })?;
+    Ok(Json(experiment.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/experiments/{key}/results", tag = "experiments", params(("key" = String, Path), EnvQuery),
+    responses((status = 200, description = "Per arm and metric: value, lift with CI, p-values (raw and adjusted), chance to beat control, sample sizes, the SRM verdict and warnings"),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn experiment_results(
+    State(state): Shared,
+    _: Admin,
+    ApiPath(key): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EnvQuery>,
+) -> AppResult<Json<ingest::experiment::ExperimentResults>> {
+    let env = existing_environment(&state, &q)?;
+    let experiment = state
+        .store
+        .get_experiment(env, &key)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "experiment `{key}` was not found in environment `{env}`"
+            ))
+        })?;
+    match ingest::experiment::results(&state.store, env, &experiment.spec).await {
+        Ok(results) => Ok(Json(results)),
+        Err(ingest::experiment::ResultsError::Store(e)) => Err(e.into()),
+        Err(ingest::experiment::ResultsError::Invalid(message)) => Err(ApiError::conflict(message)),
+    }
+}
+
 // ---------------------------------------------------------------- apply / export
 
 /// The file format of `rollgate apply`, as JSON.
@@ -724,6 +824,10 @@ pub struct ConfigDocument {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub metrics: Vec<MetricSpec>,
+    /// Experiment definitions; left out of an export when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub experiments: Vec<ExperimentSpec>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -733,7 +837,7 @@ pub struct ApplyQuery {
     /// Validate and report, but change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Also delete flags, segments and metrics the document does not name.
+    /// Also delete flags, segments, metrics and experiments the document does not name.
     #[serde(default)]
     pub prune: bool,
     pub reason: Option<String>,
@@ -749,7 +853,7 @@ pub struct ApplyResult {
 
 #[derive(Serialize, ToSchema)]
 pub struct ChangeRecord {
-    /// `flag`, `segment` or `metric`.
+    /// `flag`, `segment`, `metric` or `experiment`.
     pub kind: String,
     pub key: String,
     /// `created`, `updated`, `deleted` or `unchanged`.
@@ -810,10 +914,18 @@ pub async fn apply(
                 changes.push(Change::DeleteMetric(m.spec.key));
             }
         }
+        let named_experiments: std::collections::HashSet<&str> =
+            doc.experiments.iter().map(|e| e.key.as_str()).collect();
+        for e in state.store.list_experiments(&env).await? {
+            if !named_experiments.contains(e.spec.key.as_str()) {
+                changes.push(Change::DeleteExperiment(e.spec.key));
+            }
+        }
     }
     changes.extend(doc.segments.into_iter().map(Change::UpsertSegment));
     changes.extend(doc.flags.into_iter().map(Change::UpsertFlag));
     changes.extend(doc.metrics.into_iter().map(Change::UpsertMetric));
+    changes.extend(doc.experiments.into_iter().map(Change::UpsertExperiment));
     let report = commit(
         &state,
         &env,
@@ -862,11 +974,19 @@ pub async fn export(
         .map(|f| f.spec)
         .collect();
     let metrics = state.store.load_metrics(env).await?;
+    let experiments = state
+        .store
+        .list_experiments(env)
+        .await?
+        .into_iter()
+        .map(|e| e.spec)
+        .collect();
     Ok(Json(ConfigDocument {
         environment: Some(env.to_owned()),
         segments,
         flags,
         metrics,
+        experiments,
     }))
 }
 

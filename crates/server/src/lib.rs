@@ -89,9 +89,9 @@ fn spawn_resync(state: Arc<AppState>) {
                 }
             };
             for env in environments {
-                let stale = state.snapshot(&env.key).revision != env.revision
-                    || !state.has_environment(&env.key);
-                if stale && let Err(error) = state.reload_environment(&env.key).await {
+                // Every resync recomputes automatic selections from the
+                // latest data, which also reloads a stale snapshot.
+                if let Err(error) = state.refresh_selections(&env.key).await {
                     tracing::warn!(message = "Resync could not reload an environment.", environment = env.key, %error);
                 }
             }
@@ -170,6 +170,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(list_metrics))
         .route("/metrics/{key}", get(get_metric))
         .route("/metrics/{key}/series", get(series::series))
+        .route("/experiments", get(list_experiments))
+        .route("/experiments/{key}", get(get_experiment))
+        .route("/experiments/{key}/results", get(experiment_results))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/audit", get(list_audit))

@@ -39,6 +39,17 @@ pub struct AppState {
     tokens: ArcSwap<HashMap<String, Arc<Principal>>>,
     /// Serialises snapshot rebuilds so that a slow, older reload cannot replace a newer one.
     reload: tokio::sync::Mutex<()>,
+    /// The latest automatic selections (Thompson sampling) per environment,
+    /// laid over every rebuilt snapshot.
+    selections: std::sync::Mutex<HashMap<String, Vec<Selection>>>,
+}
+
+/// The choice probabilities of an automatically selecting arm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selection {
+    pub flag: String,
+    pub arm: String,
+    pub choices: Vec<(String, f64)>,
 }
 
 impl AppState {
@@ -54,9 +65,10 @@ impl AppState {
             snapshots: ArcSwap::from_pointee(HashMap::new()),
             tokens: ArcSwap::from_pointee(HashMap::new()),
             reload: tokio::sync::Mutex::new(()),
+            selections: std::sync::Mutex::new(HashMap::new()),
         });
         for env in state.store.list_environments().await? {
-            state.reload_environment(&env.key).await?;
+            state.refresh_selections(&env.key).await?;
         }
         state.reload_tokens().await?;
         Ok(state)
@@ -81,7 +93,18 @@ impl AppState {
         let (flag_specs, segment_specs, revision) =
             self.store.load_environment(environment).await?;
         let flags = match flags::compile(&flag_specs, &segment_specs) {
-            Ok(flags) => flags,
+            Ok(mut flags) => {
+                for selection in self.selections_of(environment) {
+                    if let Err(error) = flags.select_automatically(
+                        &selection.flag,
+                        &selection.arm,
+                        &selection.choices,
+                    ) {
+                        tracing::warn!(message = "An automatic selection no longer applies.", environment, flag = selection.flag, %error);
+                    }
+                }
+                flags
+            }
             Err(errors) => {
                 // The store validates every change before committing it, so this
                 // means the stored data was edited by hand. Keep serving the last
@@ -99,6 +122,44 @@ impl AppState {
             next
         });
         Ok(())
+    }
+
+    fn selections_of(&self, environment: &str) -> Vec<Selection> {
+        let selections = self.selections.lock().unwrap_or_else(|e| e.into_inner());
+        selections.get(environment).cloned().unwrap_or_default()
+    }
+
+    /// The automatic selections in force in an environment.
+    pub fn selections(&self, environment: &str) -> Vec<Selection> {
+        self.selections_of(environment)
+    }
+
+    /// Recomputes the automatic selections of an environment's experiments
+    /// from the data so far (the probability that each choice is the best),
+    /// then rebuilds its snapshot with them.
+    pub async fn refresh_selections(&self, environment: &str) -> Result<(), store::StoreError> {
+        let mut selections = Vec::new();
+        for experiment in self.store.list_experiments(environment).await? {
+            let Some(auto) = &experiment.spec.auto_select else {
+                continue;
+            };
+            let choices = ingest::experiment::selection_probabilities(
+                &self.store,
+                environment,
+                &experiment.spec,
+            )
+            .await?;
+            selections.push(Selection {
+                flag: experiment.spec.flag.clone(),
+                arm: auto.arm.clone(),
+                choices,
+            });
+        }
+        self.selections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(environment.to_owned(), selections);
+        self.reload_environment(environment).await
     }
 
     pub async fn reload_tokens(&self) -> Result<(), store::StoreError> {

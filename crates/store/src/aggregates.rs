@@ -60,6 +60,40 @@ pub struct FoldWrite {
     pub exposures: Vec<ExposureRow>,
     pub totals: Vec<TotalDelta>,
     pub buckets: Vec<BucketRow>,
+    /// Additions to units' histories of CUPED-adjusted metrics.
+    pub history: Vec<HistoryDelta>,
+    /// Pre-exposure values of units exposed in this fold.
+    pub covariates: Vec<CovariateRow>,
+}
+
+/// An addition to a unit's history of a metric (all its events, exposed or not).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryDelta {
+    pub metric: String,
+    pub unit: String,
+    pub x: f64,
+    pub y: f64,
+    pub events: i64,
+}
+
+/// A unit's value of a metric before its first exposure to a flag, as far as
+/// the fold saw it: the store adds the unit's history before the fold. Kept
+/// only when the exposure is really the unit's first to the flag.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CovariateRow {
+    pub flag: String,
+    pub metric: String,
+    pub unit: String,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// One unit's pre-exposure value of a metric (CUPED's covariate).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitCovariate {
+    pub unit: String,
+    pub x: f64,
+    pub y: f64,
 }
 
 /// One unit's running total of a metric.
@@ -121,6 +155,29 @@ impl Store {
             )));
         }
         for fold in folds {
+            // Before the exposures and the history of this fold are written:
+            // a covariate is the history before the fold plus the fold's own
+            // events before the exposure, and only for a first exposure.
+            for c in &fold.covariates {
+                sqlx::query(
+                    "INSERT INTO unit_covariates (environment, flag, metric, unit, x, y) \
+                     SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), \
+                     COALESCE((SELECT h.x FROM unit_history h WHERE h.environment = $1 AND h.metric = $3 AND h.unit = $4), 0) \
+                     + CAST($5 AS DOUBLE PRECISION), \
+                     COALESCE((SELECT h.y FROM unit_history h WHERE h.environment = $1 AND h.metric = $3 AND h.unit = $4), 0) \
+                     + CAST($6 AS DOUBLE PRECISION) \
+                     WHERE NOT EXISTS (SELECT 1 FROM exposures e WHERE e.environment = $1 AND e.flag = $2 AND e.unit = $4) \
+                     ON CONFLICT (environment, flag, metric, unit) DO NOTHING",
+                )
+                .bind(&fold.environment)
+                .bind(&c.flag)
+                .bind(&c.metric)
+                .bind(&c.unit)
+                .bind(c.x)
+                .bind(c.y)
+                .execute(&mut *tx)
+                .await?;
+            }
             for chunk in fold.exposures.chunks(ROWS_PER_STATEMENT) {
                 let mut sql = String::from(
                     "INSERT INTO exposures (environment, flag, unit, variant, first_at_ms, conflicting) VALUES ",
@@ -164,6 +221,28 @@ impl Store {
                         .bind(t.x)
                         .bind(t.y)
                         .bind(t.events);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for chunk in fold.history.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = String::from(
+                    "INSERT INTO unit_history (environment, metric, unit, x, y, events) VALUES ",
+                );
+                push_placeholders(&mut sql, self.backend, chunk.len(), 6);
+                sql.push_str(
+                    " ON CONFLICT (environment, metric, unit) DO UPDATE SET \
+                     x = unit_history.x + excluded.x, y = unit_history.y + excluded.y, \
+                     events = unit_history.events + excluded.events",
+                );
+                let mut query = sqlx::query(&sql);
+                for h in chunk {
+                    query = query
+                        .bind(&fold.environment)
+                        .bind(&h.metric)
+                        .bind(&h.unit)
+                        .bind(h.x)
+                        .bind(h.y)
+                        .bind(h.events);
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -277,6 +356,52 @@ impl Store {
                     events: row.try_get("events")?,
                 })
             })
+            .collect()
+    }
+
+    /// Every unit's pre-exposure value of `metric` for `flag` (units first
+    /// exposed while an experiment on the flag adjusted `metric` with CUPED).
+    pub async fn unit_covariates(
+        &self,
+        environment: &str,
+        flag: &str,
+        metric: &str,
+    ) -> Result<Vec<UnitCovariate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT unit, x, y FROM unit_covariates \
+             WHERE environment = $1 AND flag = $2 AND metric = $3 ORDER BY unit",
+        )
+        .bind(environment)
+        .bind(flag)
+        .bind(metric)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UnitCovariate {
+                    unit: row.try_get("unit")?,
+                    x: row.try_get("x")?,
+                    y: row.try_get("y")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The variant of every unit exposed to a flag, by unit.
+    pub async fn exposed_units(
+        &self,
+        environment: &str,
+        flag: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT unit, variant FROM exposures WHERE environment = $1 AND flag = $2 ORDER BY unit",
+        )
+        .bind(environment)
+        .bind(flag)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("unit")?, row.try_get("variant")?)))
             .collect()
     }
 

@@ -1,4 +1,4 @@
-//! Flags, segments and metric definitions: applying changes as one validated
+//! Flags, segments, metric and experiment definitions: applying changes as one validated
 //! transaction, their version history, and restoring an earlier version.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use stats::MetricSpec;
+use stats::{ExperimentSpec, FlagView, MetricSpec};
 
 use crate::audit::{self, NewEntry};
 use crate::{Store, StoreError, now_ms};
@@ -29,6 +29,9 @@ pub enum Change {
     /// Creates the metric definition, or replaces it whole.
     UpsertMetric(MetricSpec),
     DeleteMetric(String),
+    /// Creates the experiment, or replaces it whole.
+    UpsertExperiment(ExperimentSpec),
+    DeleteExperiment(String),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,6 +45,7 @@ pub enum ItemKind {
     Flag,
     Segment,
     Metric,
+    Experiment,
 }
 
 impl ItemKind {
@@ -50,6 +54,7 @@ impl ItemKind {
             ItemKind::Flag => "flag",
             ItemKind::Segment => "segment",
             ItemKind::Metric => "metric",
+            ItemKind::Experiment => "experiment",
         }
     }
 
@@ -58,6 +63,7 @@ impl ItemKind {
             ItemKind::Flag => ("flags", "flag_versions"),
             ItemKind::Segment => ("segments", "segment_versions"),
             ItemKind::Metric => ("metrics", "metric_versions"),
+            ItemKind::Experiment => ("experiments", "experiment_versions"),
         }
     }
 }
@@ -131,6 +137,14 @@ pub struct StoredFlag {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredSegment {
     pub spec: SegmentSpec,
+    pub version: i64,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredExperiment {
+    pub spec: ExperimentSpec,
     pub version: i64,
     pub updated_at_ms: i64,
     pub updated_by: String,
@@ -248,6 +262,7 @@ struct Items {
     flags: IndexMap<String, Current>,
     segments: IndexMap<String, Current>,
     metrics: IndexMap<String, Current>,
+    experiments: IndexMap<String, Current>,
 }
 
 impl Items {
@@ -256,6 +271,7 @@ impl Items {
             flags: load_current(conn, ItemKind::Flag, environment).await?,
             segments: load_current(conn, ItemKind::Segment, environment).await?,
             metrics: load_current(conn, ItemKind::Metric, environment).await?,
+            experiments: load_current(conn, ItemKind::Experiment, environment).await?,
         })
     }
 
@@ -264,6 +280,7 @@ impl Items {
             ItemKind::Flag => &self.flags,
             ItemKind::Segment => &self.segments,
             ItemKind::Metric => &self.metrics,
+            ItemKind::Experiment => &self.experiments,
         }
     }
 }
@@ -530,6 +547,33 @@ impl Store {
             .transpose()
     }
 
+    /// The environment's experiments, by key.
+    pub async fn list_experiments(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<StoredExperiment>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let current = load_current(&mut conn, ItemKind::Experiment, environment).await?;
+        current.into_values().map(stored_experiment).collect()
+    }
+
+    pub async fn get_experiment(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<StoredExperiment>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key, spec, version, updated_at_ms, updated_by FROM experiments WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| current_from_row(r).and_then(|(_, c)| stored_experiment(c)))
+            .transpose()
+    }
+
     /// Every version of a metric definition, newest first; empty when it never existed.
     pub async fn metric_history(
         &self,
@@ -658,6 +702,15 @@ fn stored_metric(c: Current) -> Result<StoredMetric, StoreError> {
     })
 }
 
+fn stored_experiment(c: Current) -> Result<StoredExperiment, StoreError> {
+    Ok(StoredExperiment {
+        spec: parse("experiment spec", &c.spec)?,
+        version: c.version,
+        updated_at_ms: c.updated_at_ms,
+        updated_by: c.updated_by,
+    })
+}
+
 fn flag_version_from_row(row: &AnyRow) -> Result<FlagVersion, StoreError> {
     let spec: Option<String> = row.try_get("spec")?;
     Ok(FlagVersion {
@@ -680,6 +733,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
     let mut flags_next: HashMap<String, Option<String>> = HashMap::new();
     let mut segments_next: HashMap<String, Option<String>> = HashMap::new();
     let mut metrics_next: HashMap<String, Option<String>> = HashMap::new();
+    let mut experiments_next: HashMap<String, Option<String>> = HashMap::new();
     let mut order: Vec<(ItemKind, String)> = Vec::new();
 
     for change in changes {
@@ -694,12 +748,19 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
                 (ItemKind::Metric, spec.key.clone(), Some(canonical(&spec)?))
             }
             Change::DeleteMetric(key) => (ItemKind::Metric, key, None),
+            Change::UpsertExperiment(spec) => (
+                ItemKind::Experiment,
+                spec.key.clone(),
+                Some(canonical(&spec)?),
+            ),
+            Change::DeleteExperiment(key) => (ItemKind::Experiment, key, None),
         };
         let now = now_items.of(kind);
         let next_map = match kind {
             ItemKind::Flag => &mut flags_next,
             ItemKind::Segment => &mut segments_next,
             ItemKind::Metric => &mut metrics_next,
+            ItemKind::Experiment => &mut experiments_next,
         };
         if next.is_none() && !now.contains_key(&key) {
             return Err(StoreError::not_found(kind.as_str(), &key));
@@ -721,17 +782,28 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
     let flag_specs = merged::<FlagSpec>(&now_items.flags, &flags_next)?;
     let segment_specs = merged::<SegmentSpec>(&now_items.segments, &segments_next)?;
     let metric_specs = merged::<MetricSpec>(&now_items.metrics, &metrics_next)?;
-    // Both checks run, so that a change with bad flags and bad metrics hears
-    // of all its problems at once.
+    let experiment_specs = merged::<ExperimentSpec>(&now_items.experiments, &experiments_next)?;
+    // Every check runs, so that a change with bad flags, metrics and
+    // experiments hears of all its problems at once.
     if let Err(errors) = flags::compile(&flag_specs, &segment_specs) {
         problems.extend(errors);
     }
-    if let Err(errors) = stats::compile_metrics(&metric_specs) {
-        problems.extend(errors.into_iter().map(|e| ValidationError {
-            subject: e.subject,
-            field: e.field,
-            message: e.message,
-        }));
+    let as_validation = |e: stats::MetricError| ValidationError {
+        subject: e.subject,
+        field: e.field,
+        message: e.message,
+    };
+    match stats::compile_metrics(&metric_specs) {
+        Ok(metrics) => {
+            let views: HashMap<String, FlagView> = flag_specs
+                .iter()
+                .map(|f| (f.key.clone(), flag_view(f)))
+                .collect();
+            if let Err(errors) = stats::compile_experiments(&experiment_specs, &views, &metrics) {
+                problems.extend(errors.into_iter().map(as_validation));
+            }
+        }
+        Err(errors) => problems.extend(errors.into_iter().map(as_validation)),
     }
     if !problems.is_empty() {
         return Err(StoreError::Invalid(problems));
@@ -745,6 +817,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
                 ItemKind::Flag => &flags_next,
                 ItemKind::Segment => &segments_next,
                 ItemKind::Metric => &metrics_next,
+                ItemKind::Experiment => &experiments_next,
             };
             let before = now.get(&key).map(|c| c.spec.clone());
             let after = next.get(&key).cloned().flatten();
@@ -776,8 +849,24 @@ fn same_spec(kind: ItemKind, stored: &str, next: &str) -> Result<bool, StoreErro
         ItemKind::Flag => canonical(&parse::<FlagSpec>("flag spec", stored)?)?,
         ItemKind::Segment => canonical(&parse::<SegmentSpec>("segment spec", stored)?)?,
         ItemKind::Metric => canonical(&parse::<MetricSpec>("metric spec", stored)?)?,
+        ItemKind::Experiment => canonical(&parse::<ExperimentSpec>("experiment spec", stored)?)?,
     };
     Ok(stored == next)
+}
+
+/// What an experiment needs to know of a flag: its variants and its splits.
+pub fn flag_view(flag: &FlagSpec) -> FlagView {
+    FlagView {
+        variants: flag.variants.keys().cloned().collect(),
+        splits: flag
+            .rules
+            .iter()
+            .map(|r| &r.serve)
+            .chain([&flag.default.serve])
+            .filter_map(|serve| serve.split.as_ref())
+            .map(|split| split.iter().map(|(v, w)| (v.clone(), w.0)).collect())
+            .collect(),
+    }
 }
 
 /// Current specs with the planned changes laid over them.

@@ -31,11 +31,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use aggregates::{BucketRow, ExposureRow, FoldWrite, TotalDelta, UnitTotal, VariantExposures};
+pub use aggregates::{
+    BucketRow, CovariateRow, ExposureRow, FoldWrite, HistoryDelta, TotalDelta, UnitCovariate,
+    UnitTotal, VariantExposures,
+};
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use config::{
     AppliedChange, ApplyOptions, ApplyReport, Change, ChangeAction, FlagVersion, ItemKind,
-    MetricVersion, StoredFlag, StoredMetric, StoredSegment,
+    MetricVersion, StoredExperiment, StoredFlag, StoredMetric, StoredSegment, flag_view,
 };
 pub use error::StoreError;
 pub use events::{Appended, NewBatch, StoredBatch};

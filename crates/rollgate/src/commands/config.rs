@@ -26,7 +26,7 @@ pub async fn apply(client: &Client, global: &Global, args: &ApplyArgs) -> anyhow
     };
     if !document.is_object() {
         bail!(
-            "{name}: a config document is a table with `environment`, `segments`, `flags` and `metrics`"
+            "{name}: a config document is a table with `environment`, `segments`, `flags`, `metrics` and `experiments`"
         );
     }
     let params = [

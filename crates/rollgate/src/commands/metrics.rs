@@ -147,15 +147,6 @@ async fn get(client: &Client, global: &Global, env: &str, key: &str) -> anyhow::
     output::print(&(header + &convert::to_toml_document(&json!({ "metrics": [spec] }))?))
 }
 
-/// A number for a table cell: up to 6 significant decimals, `-` when absent.
-fn number(value: &Value) -> String {
-    match value.as_f64() {
-        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
-        Some(x) => format!("{x:.6}").trim_end_matches('0').to_owned(),
-        None => "-".to_owned(),
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn show(
     client: &Client,
@@ -198,10 +189,10 @@ async fn show(
             let t = &v["total"];
             vec![
                 output::field(v, "variant"),
-                number(&t["value"]),
-                number(&t["units"]),
-                number(&t["conflictingUnits"]),
-                number(&t["events"]),
+                output::number(&t["value"]),
+                output::number(&t["units"]),
+                output::number(&t["conflictingUnits"]),
+                output::number(&t["events"]),
             ]
         })
         .collect();
@@ -223,8 +214,8 @@ async fn show(
             .map(|p| {
                 vec![
                     output::field(p, "start"),
-                    number(&p["value"]),
-                    number(&p["events"]),
+                    output::number(&p["value"]),
+                    output::number(&p["events"]),
                 ]
             })
             .collect();

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod eval;
+pub mod experiment;
 pub mod flags;
 pub mod metrics;
 pub mod serve;
@@ -29,6 +30,7 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
             Command::Export(args) => config::export(&client, global, &args).await,
             Command::Flags(command) => flags::run(&client, global, command).await,
             Command::Metrics(command) => metrics::run(&client, global, command).await,
+            Command::Experiment(command) => experiment::run(&client, global, command).await,
             Command::Token(command) => tokens::run(&client, global, command).await,
             Command::Eval(args) => eval::run(&client, global, &args).await,
             Command::Audit(args) => audit::run(&client, global, &args).await,
