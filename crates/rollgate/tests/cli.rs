@@ -747,6 +747,11 @@ const SEED_METRICS: &str = concat!(
     "/../../examples/seed-metrics.toml"
 );
 
+const SEED_EXPERIMENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/seed-experiment.toml"
+);
+
 #[test]
 fn metrics_apply_export_and_apply_back_unchanged() {
     let server = start();
@@ -904,4 +909,55 @@ fn metrics_show_reports_per_variant_values() {
         ])
         .failed()
         .stderr_has(&["bucket `5m` is unknown"]);
+}
+
+#[test]
+fn the_seed_experiment_applies_lists_and_reports() {
+    let server = start();
+    server.cli(&["apply", SEED_METRICS]).ok();
+    server
+        .cli(&["apply", SEED_EXPERIMENT])
+        .ok()
+        .stdout_has(&["experiment calc-models: created (version 1)"]);
+    server
+        .cli(&["experiment", "list"])
+        .ok()
+        .stdout_has(&["calc-models", "calc-model", "simple, advanced, choice, auto"]);
+    server.cli(&["experiment", "get", "calc-models"]).ok().stdout_has(&[
+        "# calc-models in production: version 1",
+        "[[experiments]]",
+        "auto_select = { arm = \"auto\", among = [\"simple\", \"advanced\"], metric = \"satisfaction_score\" }",
+    ]);
+    // No data yet: the warning comes first, every comparison says why.
+    server
+        .cli(&["experiment", "results", "calc-models"])
+        .ok()
+        .stdout_has(&[
+            "calc-models — flag calc-model in production; alpha 0.05, sequential (always-valid) intervals, CUPED, holm correction",
+            "WARNING: Samples are too small to say anything yet",
+            "satisfaction_score (ratio, primary, higher is better)",
+            "calculations_per_user (mean, secondary, higher is better, CUPED)",
+            "ARM", "LIFT", "P ADJ", "BEATS CONTROL", "VERDICT",
+            "insufficient data",
+            "automatic selection in arm auto (probability best on satisfaction_score): simple 50.0%, advanced 50.0%",
+        ]);
+    let body = server
+        .cli(&["experiment", "results", "calc-models", "--json"])
+        .ok()
+        .json();
+    assert_eq!(body["experiment"], "calc-models");
+    assert_eq!(body["arms"].as_array().map(Vec::len), Some(4));
+    // Export and apply back: unchanged, experiments included.
+    let path = server.dir.path().join("all.toml");
+    server.cli(&["export", "-o", path_arg(&path)]).ok();
+    let exported = std::fs::read_to_string(&path).expect("the export was written");
+    assert!(exported.contains("[[experiments]]"), "{exported}");
+    server
+        .cli(&["apply", path_arg(&path), "--prune"])
+        .ok()
+        .stdout_has(&["experiment calc-models: unchanged", "nothing to change"]);
+    server
+        .cli(&["experiment", "results", "nope"])
+        .failed()
+        .stderr_has(&["experiment `nope` was not found", "404"]);
 }

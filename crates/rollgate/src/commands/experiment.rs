@@ -281,3 +281,53 @@ fn render(body: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn results_render_lifts_as_percentages_and_warnings_first() {
+        let body = json!({
+            "experiment": "e", "flag": "f", "environment": "production", "alpha": 0.05,
+            "sequential": false, "cuped": false, "correction": "benjamini-hochberg",
+            "warnings": ["Sample ratio mismatch: …"],
+            "srm": {"verdict": "failed", "test": {"p_value": 0.00001}},
+            "arms": [
+                {"variant": "a", "weight": 0.5, "units": 1000, "conflictingUnits": 0},
+                {"variant": "b", "weight": 0.5, "units": 1100, "conflictingUnits": 3}
+            ],
+            "metrics": [{
+                "metric": "converted", "kind": "proportion", "role": "primary",
+                "higherIsBetter": true, "cuped": false,
+                "arms": [{"variant": "a", "units": 1000, "value": 0.1},
+                         {"variant": "b", "units": 1100, "value": 0.12}],
+                "comparisons": [{
+                    "variant": "b",
+                    "relative": {"estimate": 0.2, "ci": [0.05, 0.35], "pValue": 0.003, "pValueAdjusted": 0.006},
+                    "chanceToBeatControl": 0.998, "verdict": "better"
+                }]
+            }]
+        });
+        let text = render(&body);
+        let warning = text.find("WARNING: Sample ratio mismatch").expect("warning");
+        let table = text.find("converted (proportion").expect("metric");
+        assert!(warning < table, "{text}");
+        for expected in [
+            "fixed-horizon intervals, benjamini-hochberg correction",
+            "sample ratio: failed (p = 0.0000)",
+            "50.0%",
+            "+20.0%",
+            "[+5.0%, +35.0%]",
+            "0.0030",
+            "0.0060",
+            "99.8%",
+            "better",
+            "control",
+        ] {
+            assert!(text.contains(expected), "{expected} in\n{text}");
+        }
+    }
+}
