@@ -919,10 +919,11 @@ fn the_seed_experiment_applies_lists_and_reports() {
         .cli(&["apply", SEED_EXPERIMENT])
         .ok()
         .stdout_has(&["experiment calc-models: created (version 1)"]);
-    server
-        .cli(&["experiment", "list"])
-        .ok()
-        .stdout_has(&["calc-models", "calc-model", "simple, advanced, choice, auto"]);
+    server.cli(&["experiment", "list"]).ok().stdout_has(&[
+        "calc-models",
+        "calc-model",
+        "simple, advanced, choice, auto",
+    ]);
     server.cli(&["experiment", "get", "calc-models"]).ok().stdout_has(&[
         "# calc-models in production: version 1",
         "[[experiments]]",

@@ -290,20 +290,6 @@ async fn ofrep_evaluations_record_exposures_by_themselves() {
     );
 }
 
-/// Folds everything stored so far (the background aggregator may race; a
-/// conflict just means it got there first).
-async fn fold_all(server: &common::TestServer) {
-    let mut cache = std::collections::HashMap::new();
-    loop {
-        match ingest::aggregator::fold_next(&server.state.store, &mut cache).await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(store::StoreError::Conflict(_)) => cache.clear(),
-            Err(error) => panic!("fold failed: {error}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn events_add_up_to_per_unit_totals_by_variant() {
     let server = common::start().await;
@@ -330,7 +316,7 @@ async fn events_add_up_to_per_unit_totals_by_variant() {
             post_raw(&server, &token, "application/json", batch.to_string(), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    fold_all(&server).await;
+    server.fold_all().await;
 
     let store = &server.state.store;
     let totals = |metric: &'static str| async move {
@@ -372,7 +358,7 @@ async fn events_add_up_to_per_unit_totals_by_variant() {
     );
 
     // Folding again adds nothing: every batch counts exactly once.
-    fold_all(&server).await;
+    server.fold_all().await;
     assert_eq!(totals("error_rate").await.len(), 3);
     assert_eq!(totals("latency").await[0].2, 400.0);
 }
@@ -451,7 +437,7 @@ async fn series_totals_agree_with_a_brute_force_computation() {
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    fold_all(&server).await;
+    server.fold_all().await;
 
     let srv = &server;
     let series = |metric: &str, bucket: &str| {

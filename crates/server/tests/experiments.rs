@@ -64,20 +64,6 @@ async fn send(server: &common::TestServer, token: &str, events: Vec<Value>) {
     }
 }
 
-/// Folds everything stored so far (the background aggregator may race; a
-/// conflict just means it got there first).
-async fn fold_all(server: &common::TestServer) {
-    let mut cache = std::collections::HashMap::new();
-    loop {
-        match ingest::aggregator::fold_next(&server.state.store, &mut cache).await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(store::StoreError::Conflict(_)) => cache.clear(),
-            Err(error) => panic!("fold failed: {error}"),
-        }
-    }
-}
-
 fn metric<'a>(results: &'a Value, key: &str) -> &'a Value {
     results["metrics"]
         .as_array()
@@ -115,7 +101,7 @@ async fn a_four_arm_experiment_finds_its_planted_effect() {
         }
     }
     send(&server, &token, before).await;
-    fold_all(&server).await;
+    server.fold_all().await;
 
     // Exposure: the application evaluates the flag over OFREP.
     let mut served: BTreeMap<String, usize> = BTreeMap::new();
@@ -171,7 +157,7 @@ async fn a_four_arm_experiment_finds_its_planted_effect() {
         }
     }
     send(&server, &token, after).await;
-    fold_all(&server).await;
+    server.fold_all().await;
 
     let reply = server
         .admin(Method::GET, "/api/v1/experiments/calc-models/results", None)

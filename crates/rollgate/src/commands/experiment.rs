@@ -312,7 +312,9 @@ mod tests {
             }]
         });
         let text = render(&body);
-        let warning = text.find("WARNING: Sample ratio mismatch").expect("warning");
+        let warning = text
+            .find("WARNING: Sample ratio mismatch")
+            .expect("warning");
         let table = text.find("converted (proportion").expect("metric");
         assert!(warning < table, "{text}");
         for expected in [

@@ -114,6 +114,20 @@ impl TestServer {
         reply.body["secret"].as_str().expect("secret").to_owned()
     }
 
+    /// Folds everything stored so far (the background aggregator may race;
+    /// a conflict just means it got there first).
+    pub async fn fold_all(&self) {
+        let mut cache = std::collections::HashMap::new();
+        loop {
+            match ingest::aggregator::fold_next(&self.state.store, &mut cache).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(store::StoreError::Conflict(_)) => cache.clear(),
+                Err(error) => panic!("fold failed: {error}"),
+            }
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
