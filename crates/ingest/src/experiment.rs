@@ -39,6 +39,7 @@ pub struct ExperimentResults {
     pub environment: String,
     pub alpha: f64,
     pub sequential: bool,
+    pub sequential_tuning: f64,
     pub cuped: bool,
     pub correction: Correction,
     /// Read these first: a failed SRM check, arms too small, units seen in
@@ -183,6 +184,7 @@ pub async fn results(
     let metrics = metrics_of(store, environment).await?;
     let config = AnalysisConfig {
         alpha: spec.alpha,
+        sequential_tuning: spec.sequential_tuning,
         ..AnalysisConfig::default()
     };
     let weights: Vec<f64> = spec.arms.iter().map(|a| a.weight).collect();
@@ -279,6 +281,7 @@ pub async fn results(
         environment: environment.to_owned(),
         alpha: spec.alpha,
         sequential: spec.sequential,
+        sequential_tuning: spec.sequential_tuning,
         cuped: spec.cuped,
         correction: spec.correction,
         warnings,

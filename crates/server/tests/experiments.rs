@@ -36,6 +36,7 @@ fn config() -> Value {
                      {"variant": "choice", "weight": 1}, {"variant": "auto", "weight": 1}],
             "primary_metrics": ["converted"], "secondary_metrics": ["calcs"],
             "guardrail_metrics": ["error_rate"], "cuped": true,
+            "sequential": true, "sequential_tuning": 2000,
             "auto_select": {"arm": "auto", "among": ["simple", "advanced"], "metric": "converted"}
         }]
     })
@@ -182,6 +183,14 @@ async fn a_four_arm_experiment_finds_its_planted_effect() {
 
     // The planted effect is found, with an interval around the true +200%,
     // and nothing else is.
+    // Sequential: the always-valid interval, with the experiment's tuning.
+    let sequential = &converted["analysis"]["comparisons"][0]["relative"]["sequential"];
+    assert_eq!(
+        sequential["tuning_parameter"],
+        json!(2000.0),
+        "{sequential}"
+    );
+    assert_eq!(results["sequentialTuning"], json!(2000.0));
     let advanced = comparison(converted, "advanced");
     assert_eq!(advanced["verdict"], "better", "{advanced}");
     let lift = &advanced["relative"];

@@ -48,6 +48,12 @@ pub struct ExperimentSpec {
     /// results may be looked at any time without inflating false positives.
     #[serde(default)]
     pub sequential: bool,
+    /// The confidence sequences' tuning parameter S: the number of units
+    /// (control plus treatment) at which they are tightest; set it near the
+    /// sample size at which a decision is expected. Valid at every look
+    /// whatever its value.
+    #[serde(default = "default_sequential_tuning")]
+    pub sequential_tuning: f64,
     /// Reduce variance with CUPED, using each unit's value of the same metric
     /// before its first exposure to the flag as the covariate. Applies to
     /// `mean`, `count` and `proportion` metrics.
@@ -65,6 +71,13 @@ pub struct ExperimentSpec {
 
 fn default_alpha() -> f64 {
     DEFAULT_ALPHA
+}
+
+/// The sequential tuning parameter when none is given.
+pub const DEFAULT_SEQUENTIAL_TUNING: f64 = 5000.0;
+
+fn default_sequential_tuning() -> f64 {
+    DEFAULT_SEQUENTIAL_TUNING
 }
 
 /// An arm: a variant of the flag and its planned weight.
@@ -190,6 +203,15 @@ fn compile_experiment(
         errs.push(
             "alpha",
             format!("{} must be between 0 and 0.5 (e.g. 0.05)", spec.alpha),
+        );
+    }
+    if !(spec.sequential_tuning.is_finite() && spec.sequential_tuning >= 1.0) {
+        errs.push(
+            "sequential_tuning",
+            format!(
+                "{} must be a number of units, at least 1 (e.g. the planned sample size)",
+                spec.sequential_tuning
+            ),
         );
     }
     if spec.primary_metrics.is_empty() {

@@ -109,6 +109,7 @@ async fn an_experiment_is_stored_versioned_and_read_back() {
         .expect("exists");
     assert_eq!(stored.spec, experiment(|_| {}));
     assert_eq!(stored.spec.alpha, 0.05, "the default alpha");
+    assert_eq!(stored.spec.sequential_tuning, 5000.0, "the default tuning");
     // Applying the same again changes nothing.
     let again = apply(&store, everything(experiment(|_| {})))
         .await
@@ -156,11 +157,13 @@ async fn bad_experiments_are_rejected_with_every_problem_named() {
         (
             experiment(|e| {
                 e["alpha"] = json!(0.7);
+                e["sequential_tuning"] = json!(0);
                 e["primary_metrics"] = json!([]);
                 e["secondary_metrics"] = json!(["calcs", "calcs", "latency"]);
             }),
             vec![
                 "experiment `calc-models`: alpha: 0.7 must be between 0 and 0.5 (e.g. 0.05)",
+                "experiment `calc-models`: sequential_tuning: 0 must be a number of units, at least 1 (e.g. the planned sample size)",
                 "experiment `calc-models`: primary_metrics: name at least one metric the experiment is run to move",
                 "experiment `calc-models`: secondary_metrics[1]: metric `calcs` is listed twice",
                 "experiment `calc-models`: secondary_metrics[2]: no metric `latency` is defined",
