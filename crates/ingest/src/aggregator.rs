@@ -30,6 +30,9 @@ pub(crate) struct Progress {
     /// The newest batch id folded into the aggregates.
     pub folded: AtomicI64,
     pub wake: Notify,
+    /// Told after every fold that wrote aggregates (the rollout controller
+    /// steps on fresh data at once).
+    pub after_fold: Notify,
 }
 
 impl Progress {
@@ -55,7 +58,10 @@ pub(crate) async fn run(store: Store, progress: Arc<Progress>) {
     loop {
         loop {
             match fold_next(&store, &mut cache).await {
-                Ok(Some(through)) => progress.folded.store(through, Ordering::Relaxed),
+                Ok(Some(through)) => {
+                    progress.folded.store(through, Ordering::Relaxed);
+                    progress.after_fold.notify_waiters();
+                }
                 Ok(None) => break,
                 Err(StoreError::Conflict(_)) => {
                     // Another process folded these batches; start again from its progress.

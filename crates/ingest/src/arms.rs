@@ -47,15 +47,26 @@ impl ArmData {
 
 /// The data of every variant of `flag` that has exposures or events for
 /// `metric`, by variant. With `cuped`, also the CUPED moments (for the kinds
-/// that support it).
+/// that support it). With a `window` (the start of a rollout phase, in ms),
+/// only what happened since: per-unit totals since the flag's rollout window
+/// began (`Store::unit_totals_in_window`), sketches from the hourly buckets
+/// since the start of that hour; every exposed unit still counts.
 pub async fn arm_data(
     store: &Store,
     environment: &str,
     flag: &str,
     metric: &Metric,
     cuped: bool,
+    window: Option<i64>,
 ) -> Result<BTreeMap<String, ArmData>, StoreError> {
-    let units = store.unit_totals(environment, flag, &metric.key).await?;
+    let units = match window {
+        Some(_) => {
+            store
+                .unit_totals_in_window(environment, flag, &metric.key)
+                .await?
+        }
+        None => store.unit_totals(environment, flag, &metric.key).await?,
+    };
     let exposures = store.exposure_counts(environment, flag).await?;
     let mut arms: BTreeMap<String, ArmData> = BTreeMap::new();
     for e in &exposures {
@@ -83,14 +94,18 @@ pub async fn arm_data(
             arm.units = arm.moments.n;
         }
     }
+    let (sketch_resolution, sketch_from) = match window {
+        Some(since) => (Resolution::Hour, Resolution::Hour.start(since)),
+        None => (Resolution::Day, i64::MIN),
+    };
     if let MetricKind::Quantile { .. } = metric.kind {
         let days = store
             .metric_buckets(
                 environment,
                 flag,
                 &metric.key,
-                Resolution::Day.as_str(),
-                i64::MIN,
+                sketch_resolution.as_str(),
+                sketch_from,
                 i64::MAX,
             )
             .await?;

@@ -258,7 +258,7 @@ pub async fn results(
     let mut results = Vec::with_capacity(roles.len());
     for (metric, role) in &roles {
         let cuped = spec.cuped && stats::experiment::cuped_supports(&metric.kind);
-        let data = arm_data(store, environment, &spec.flag, metric, cuped).await?;
+        let data = arm_data(store, environment, &spec.flag, metric, cuped, None).await?;
         let ordered: Vec<Option<&ArmData>> =
             spec.arms.iter().map(|a| data.get(&a.variant)).collect();
         results.push(metric_result(
@@ -632,7 +632,7 @@ pub async fn selection_probabilities(
     else {
         return Ok(equal());
     };
-    let data = arm_data(store, environment, &spec.flag, &metric, false).await?;
+    let data = arm_data(store, environment, &spec.flag, &metric, false, None).await?;
     let sign = if metric.higher_is_better { 1.0 } else { -1.0 };
     let mut posteriors = Vec::with_capacity(auto.among.len());
     for variant in &auto.among {

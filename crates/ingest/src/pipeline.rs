@@ -302,6 +302,11 @@ impl Ingestor {
     pub fn aggregation_lag(&self) -> i64 {
         self.progress.lag()
     }
+
+    /// Resolves after the next fold that writes aggregates.
+    pub async fn folded(&self) {
+        self.progress.after_fold.notified().await;
+    }
 }
 
 async fn write_loop(store: Store, mut jobs: mpsc::Receiver<Job>, progress: Arc<Progress>) {

@@ -109,7 +109,7 @@ pub async fn series(
             to_ms,
         )
         .await?;
-    let arms = crate::arms::arm_data(store, environment, flag, metric, false).await?;
+    let arms = crate::arms::arm_data(store, environment, flag, metric, false, None).await?;
 
     let mut variants: BTreeMap<String, VariantSeries> = BTreeMap::new();
     for b in &buckets {

@@ -77,6 +77,9 @@ pub enum Command {
     /// List experiments and show their results (they are changed with `apply`).
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Run a flag's staged rollout: start it, see its status, and steer it by hand.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -205,6 +208,43 @@ pub enum ExperimentCommand {
     /// Per arm and metric: value, lift with its interval, p-values (raw and
     /// adjusted), chance to beat control, sample sizes and the SRM verdict.
     Results { key: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Start phase 1 of the flag's rollout plan.
+    Start(RolloutArgs),
+    /// Where the rollout is: phase, percentage, every gate and guard, incidents.
+    Status { flag: String },
+    /// Go to the next phase now (a person's decision, whatever the time and gates).
+    Advance(RolloutArgs),
+    /// Hold the current percentage until `resume`.
+    Pause(RolloutArgs),
+    /// Continue a paused rollout.
+    Resume(RolloutArgs),
+    /// Serve the control to everyone now and open an incident (e.g. --reason "critical bug").
+    Rollback(RolloutArgs),
+    /// Start a rolled-back or aborted rollout again from phase 1; the same users come back first.
+    Restart(RolloutArgs),
+    /// Give the current phase more time.
+    Extend {
+        flag: String,
+        /// How much longer: e.g. 2d, 12h, 90s.
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Call the rollout off; everyone gets the control.
+    Abort(RolloutArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutArgs {
+    pub flag: String,
+    /// Why; stored with the state change, the flag version and the audit entry.
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -21,7 +21,7 @@ const FIRST_ORDERED_LEVEL: usize = 2;
 
 /// Top-level lists whose items keep their small tables inline, as they are
 /// written by hand: `numerator = { event = "calc_request", filter = { cache_hit = true } }`.
-const INLINE_ITEM_LISTS: &[&str] = &["metrics", "experiments"];
+const INLINE_ITEM_LISTS: &[&str] = &["metrics", "experiments", "rollouts"];
 
 /// Parses a TOML document. A syntax error names the file, the line and the
 /// column.

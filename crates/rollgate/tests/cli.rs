@@ -962,3 +962,74 @@ fn the_seed_experiment_applies_lists_and_reports() {
         .failed()
         .stderr_has(&["experiment `nope` was not found", "404"]);
 }
+
+const SEED_ROLLOUT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/seed-rollout.toml"
+);
+
+#[test]
+fn the_seed_rollout_applies_starts_and_rolls_back_by_hand() {
+    let server = start();
+    server.cli(&["apply", SEED_METRICS]).ok();
+    server.cli(&["apply", SEED_ROLLOUT]).ok().stdout_has(&[
+        "rollout calc-model: created (version 1)",
+        "experiment calc-models: created (version 1)",
+    ]);
+    server
+        .cli(&["rollout", "status", "calc-model"])
+        .ok()
+        .stdout_has(&["rollout of calc-model in production: pending"]);
+    server
+        .cli(&["rollout", "start", "calc-model"])
+        .ok()
+        .stdout_has(&[
+            "rollout of calc-model in production: running, phase 1 of 3 (beta, 5%)",
+            "CHECK",
+            "guard (rollback)",
+            "error_rate",
+            "insufficient data",
+        ]);
+    // The beta is for power users only: others keep the simple model.
+    let eval = server
+        .cli(&[
+            "eval",
+            "calc-model",
+            "--context",
+            r#"{"targetingKey":"u-1","plan":"free"}"#,
+        ])
+        .ok();
+    eval.stdout_has(&["simple"]);
+    server
+        .cli(&[
+            "rollout",
+            "rollback",
+            "calc-model",
+            "--reason",
+            "critical bug",
+        ])
+        .ok()
+        .stdout_has(&["rolled_back", "incidents:", "[manual_rollback]"]);
+    let status = server
+        .cli(&["rollout", "status", "calc-model", "--json"])
+        .ok()
+        .json();
+    assert_eq!(status["status"], "rolled_back");
+    server
+        .cli(&["rollout", "advance", "calc-model"])
+        .failed()
+        .stderr_has(&["rolled back", "409"]);
+    server
+        .cli(&["rollout", "extend", "calc-model", "--by", "soon"])
+        .failed()
+        .stderr_has(&["by:"]);
+    // Export and apply back: unchanged, the plan included.
+    let path = server.dir.path().join("all.toml");
+    server.cli(&["export", "-o", path_arg(&path)]).ok();
+    let exported = std::fs::read_to_string(&path).expect("the export was written");
+    assert!(exported.contains("[[rollouts]]"), "{exported}");
+    server
+        .cli(&["apply", path_arg(&path)])
+        .ok()
+        .stdout_has(&["rollout calc-model: unchanged", "nothing to change"]);
+}

@@ -828,6 +828,10 @@ pub struct ConfigDocument {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub experiments: Vec<ExperimentSpec>,
+    /// Rollout plans, one per flag; left out of an export when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub rollouts: Vec<rollout::RolloutSpec>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -837,7 +841,7 @@ pub struct ApplyQuery {
     /// Validate and report, but change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Also delete flags, segments, metrics and experiments the document does not name.
+    /// Also delete flags, segments, metrics, experiments and rollout plans the document does not name.
     #[serde(default)]
     pub prune: bool,
     pub reason: Option<String>,
@@ -849,11 +853,15 @@ pub struct ApplyResult {
     pub revision: i64,
     pub dry_run: bool,
     pub changes: Vec<ChangeRecord>,
+    /// What the change did differently from what it asked, and why (a
+    /// running rollout keeps its split).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ChangeRecord {
-    /// `flag`, `segment`, `metric` or `experiment`.
+    /// `flag`, `segment`, `metric`, `experiment` or `rollout`.
     pub kind: String,
     pub key: String,
     /// `created`, `updated`, `deleted` or `unchanged`.
@@ -921,11 +929,19 @@ pub async fn apply(
                 changes.push(Change::DeleteExperiment(e.spec.key));
             }
         }
+        let named_rollouts: std::collections::HashSet<&str> =
+            doc.rollouts.iter().map(|r| r.flag.as_str()).collect();
+        for r in state.store.list_rollouts(&env).await? {
+            if !named_rollouts.contains(r.spec.flag.as_str()) {
+                changes.push(Change::DeleteRollout(r.spec.flag));
+            }
+        }
     }
     changes.extend(doc.segments.into_iter().map(Change::UpsertSegment));
     changes.extend(doc.flags.into_iter().map(Change::UpsertFlag));
     changes.extend(doc.metrics.into_iter().map(Change::UpsertMetric));
     changes.extend(doc.experiments.into_iter().map(Change::UpsertExperiment));
+    changes.extend(doc.rollouts.into_iter().map(Change::UpsertRollout));
     let report = commit(
         &state,
         &env,
@@ -949,6 +965,7 @@ pub async fn apply(
                 version: c.version,
             })
             .collect(),
+        notes: report.notes,
     }))
 }
 
@@ -981,12 +998,20 @@ pub async fn export(
         .into_iter()
         .map(|e| e.spec)
         .collect();
+    let rollouts = state
+        .store
+        .list_rollouts(env)
+        .await?
+        .into_iter()
+        .map(|r| r.spec)
+        .collect();
     Ok(Json(ConfigDocument {
         environment: Some(env.to_owned()),
         segments,
         flags,
         metrics,
         experiments,
+        rollouts,
     }))
 }
 

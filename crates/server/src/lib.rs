@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod ofrep;
 pub mod openapi;
+pub mod rollouts;
 pub mod series;
 pub mod state;
 pub mod telemetry;
@@ -68,6 +69,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     spawn_resync(state.clone());
+    rollouts::spawn_controller(state.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -173,6 +175,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/experiments", get(list_experiments))
         .route("/experiments/{key}", get(get_experiment))
         .route("/experiments/{key}/results", get(experiment_results))
+        .route("/rollouts/{flag}", get(rollouts::get_rollout))
+        .route("/rollouts/{flag}/{command}", post(rollouts::command))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/audit", get(list_audit))

@@ -38,6 +38,8 @@ use crate::ofrep;
         admin::list_experiments,
         admin::get_experiment,
         admin::experiment_results,
+        crate::rollouts::get_rollout,
+        crate::rollouts::command,
         crate::events::ingest,
         admin::list_tokens,
         admin::create_token,

@@ -405,6 +405,42 @@ impl Store {
             .collect()
     }
 
+    /// Every unit's total of `metric` under `flag` since the flag's rollout
+    /// window started (its total now less its total then; see
+    /// `StepCommit::new_window`), for units with events in the window.
+    /// Without a window, the running totals.
+    pub async fn unit_totals_in_window(
+        &self,
+        environment: &str,
+        flag: &str,
+        metric: &str,
+    ) -> Result<Vec<UnitTotal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.variant, t.unit, t.x - COALESCE(b.x, 0) AS x, t.y - COALESCE(b.y, 0) AS y, \
+             t.events - COALESCE(b.events, 0) AS events \
+             FROM unit_totals t LEFT JOIN unit_baselines b ON b.environment = t.environment \
+             AND b.flag = t.flag AND b.metric = t.metric AND b.variant = t.variant AND b.unit = t.unit \
+             WHERE t.environment = $1 AND t.flag = $2 AND t.metric = $3 \
+             AND t.events - COALESCE(b.events, 0) > 0 ORDER BY t.variant, t.unit",
+        )
+        .bind(environment)
+        .bind(flag)
+        .bind(metric)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UnitTotal {
+                    variant: row.try_get("variant")?,
+                    unit: row.try_get("unit")?,
+                    x: row.try_get("x")?,
+                    y: row.try_get("y")?,
+                    events: row.try_get("events")?,
+                })
+            })
+            .collect()
+    }
+
     /// Exposed units per variant of a flag.
     pub async fn exposure_counts(
         &self,

@@ -1,10 +1,11 @@
-//! Flags, segments, metric and experiment definitions: applying changes as one validated
+//! Flags, segments, metric, experiment and rollout definitions: applying changes as one validated
 //! transaction, their version history, and restoring an earlier version.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use flags::{FlagSpec, SegmentSpec, ValidationError};
 use indexmap::IndexMap;
+use rollout::RolloutSpec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -32,6 +33,10 @@ pub enum Change {
     /// Creates the experiment, or replaces it whole.
     UpsertExperiment(ExperimentSpec),
     DeleteExperiment(String),
+    /// Creates the flag's rollout plan, or replaces it whole.
+    UpsertRollout(RolloutSpec),
+    /// Deletes the rollout plan of a flag.
+    DeleteRollout(String),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,6 +51,7 @@ pub enum ItemKind {
     Segment,
     Metric,
     Experiment,
+    Rollout,
 }
 
 impl ItemKind {
@@ -55,6 +61,7 @@ impl ItemKind {
             ItemKind::Segment => "segment",
             ItemKind::Metric => "metric",
             ItemKind::Experiment => "experiment",
+            ItemKind::Rollout => "rollout",
         }
     }
 
@@ -64,6 +71,7 @@ impl ItemKind {
             ItemKind::Segment => ("segments", "segment_versions"),
             ItemKind::Metric => ("metrics", "metric_versions"),
             ItemKind::Experiment => ("experiments", "experiment_versions"),
+            ItemKind::Rollout => ("rollouts", "rollout_versions"),
         }
     }
 }
@@ -114,6 +122,9 @@ pub struct ApplyReport {
     pub changes: Vec<AppliedChange>,
     /// The environment's revision after the change.
     pub revision: i64,
+    /// What the change did differently from what it asked, and why (a
+    /// running rollout keeps serving its split).
+    pub notes: Vec<String>,
 }
 
 impl ApplyReport {
@@ -145,6 +156,14 @@ pub struct StoredSegment {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredExperiment {
     pub spec: ExperimentSpec,
+    pub version: i64,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRollout {
+    pub spec: RolloutSpec,
     pub version: i64,
     pub updated_at_ms: i64,
     pub updated_by: String,
@@ -263,6 +282,7 @@ struct Items {
     segments: IndexMap<String, Current>,
     metrics: IndexMap<String, Current>,
     experiments: IndexMap<String, Current>,
+    rollouts: IndexMap<String, Current>,
 }
 
 impl Items {
@@ -272,6 +292,7 @@ impl Items {
             segments: load_current(conn, ItemKind::Segment, environment).await?,
             metrics: load_current(conn, ItemKind::Metric, environment).await?,
             experiments: load_current(conn, ItemKind::Experiment, environment).await?,
+            rollouts: load_current(conn, ItemKind::Rollout, environment).await?,
         })
     }
 
@@ -281,6 +302,7 @@ impl Items {
             ItemKind::Segment => &self.segments,
             ItemKind::Metric => &self.metrics,
             ItemKind::Experiment => &self.experiments,
+            ItemKind::Rollout => &self.rollouts,
         }
     }
 }
@@ -295,11 +317,14 @@ struct Planned {
 }
 
 /// Who and why, for versions and audit entries.
-struct Attribution<'a> {
-    actor: &'a str,
-    reason: Option<&'a str>,
+pub(crate) struct Attribution<'a> {
+    pub(crate) actor: &'a str,
+    pub(crate) reason: Option<&'a str>,
     /// Overrides the audit action of updates (e.g. `flag.restored`).
-    update_action: Option<&'a str>,
+    pub(crate) update_action: Option<&'a str>,
+    /// The rollout controller's own change of the flag it rolls out; any
+    /// other change leaves a running rollout's serving alone.
+    pub(crate) rollout_step: bool,
 }
 
 impl Store {
@@ -318,6 +343,7 @@ impl Store {
             actor,
             reason,
             update_action: None,
+            rollout_step: false,
         };
         self.apply_attributed(environment, changes, &attribution, options)
             .await
@@ -332,14 +358,42 @@ impl Store {
     ) -> Result<ApplyReport, StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
-        let revision = environment_revision(&mut tx, environment).await?;
-        let now_items = Items::load(&mut tx, environment).await?;
+        let report = apply_in(&mut tx, environment, changes, who, options).await?;
+        if options.dry_run || !report.changed() {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(report)
+    }
+}
+
+/// Applies `changes` inside the caller's write transaction, bumping the
+/// environment's revision when anything changes (unless a dry run). The
+/// caller commits, or rolls back a dry run.
+pub(crate) async fn apply_in(
+    tx: &mut AnyConnection,
+    environment: &str,
+    changes: Vec<Change>,
+    who: &Attribution<'_>,
+    options: ApplyOptions,
+) -> Result<ApplyReport, StoreError> {
+    {
+        let revision = environment_revision(&mut *tx, environment).await?;
+        let now_items = Items::load(&mut *tx, environment).await?;
+        let mut notes = Vec::new();
+        let changes = if who.rollout_step {
+            changes
+        } else {
+            keep_rollout_serving(&mut *tx, environment, &now_items, changes, &mut notes).await?
+        };
 
         let plan = plan_changes(changes, &now_items)?;
 
         let mut report = ApplyReport {
             changes: Vec::with_capacity(plan.len()),
             revision,
+            notes,
         };
         let changed = plan.iter().any(|p| p.action != ChangeAction::Unchanged);
         if changed {
@@ -351,7 +405,7 @@ impl Store {
             let version = if p.action == ChangeAction::Unchanged {
                 now_items.of(p.kind).get(&p.key).map(|c| c.version)
             } else {
-                Some(next_version(&mut tx, p.kind, environment, &p.key).await?)
+                Some(next_version(&mut *tx, p.kind, environment, &p.key).await?)
             };
             report.changes.push(AppliedChange {
                 kind: p.kind,
@@ -419,7 +473,7 @@ impl Store {
                 .map(|t| parse::<Value>("audit after", t))
                 .transpose()?;
             audit::record(
-                &mut tx,
+                &mut *tx,
                 NewEntry {
                     actor: who.actor,
                     action: &action,
@@ -434,7 +488,6 @@ impl Store {
             .await?;
         }
         if options.dry_run || !changed {
-            tx.rollback().await?;
             return Ok(report);
         }
         sqlx::query("UPDATE environments SET revision = $1 WHERE key = $2")
@@ -442,10 +495,11 @@ impl Store {
             .bind(environment)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
         Ok(report)
     }
+}
 
+impl Store {
     /// The environment's flags and segments as compiled by the server, with its revision.
     pub async fn load_environment(
         &self,
@@ -574,6 +628,31 @@ impl Store {
             .transpose()
     }
 
+    /// The environment's rollout plans, by flag.
+    pub async fn list_rollouts(&self, environment: &str) -> Result<Vec<StoredRollout>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let current = load_current(&mut conn, ItemKind::Rollout, environment).await?;
+        current.into_values().map(stored_rollout).collect()
+    }
+
+    /// The rollout plan of a flag.
+    pub async fn get_rollout(
+        &self,
+        environment: &str,
+        flag: &str,
+    ) -> Result<Option<StoredRollout>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key, spec, version, updated_at_ms, updated_by FROM rollouts WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(flag)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| current_from_row(r).and_then(|(_, c)| stored_rollout(c)))
+            .transpose()
+    }
+
     /// Every version of a metric definition, newest first; empty when it never existed.
     pub async fn metric_history(
         &self,
@@ -664,6 +743,7 @@ impl Store {
             actor,
             reason: Some(reason.unwrap_or(&default_reason)),
             update_action: Some("flag.restored"),
+            rollout_step: false,
         };
         self.apply_attributed(
             environment,
@@ -711,6 +791,15 @@ fn stored_experiment(c: Current) -> Result<StoredExperiment, StoreError> {
     })
 }
 
+fn stored_rollout(c: Current) -> Result<StoredRollout, StoreError> {
+    Ok(StoredRollout {
+        spec: parse("rollout spec", &c.spec)?,
+        version: c.version,
+        updated_at_ms: c.updated_at_ms,
+        updated_by: c.updated_by,
+    })
+}
+
 fn flag_version_from_row(row: &AnyRow) -> Result<FlagVersion, StoreError> {
     let spec: Option<String> = row.try_get("spec")?;
     Ok(FlagVersion {
@@ -725,6 +814,74 @@ fn flag_version_from_row(row: &AnyRow) -> Result<FlagVersion, StoreError> {
     })
 }
 
+/// The name of the flag rule a rollout adds for a phase's audience (the
+/// server's `rollouts::AUDIENCE_RULE`).
+const AUDIENCE_RULE: &str = "rollout audience";
+
+/// A flag whose rollout is running (or held, or paused) keeps the default
+/// rule and audience rule the rollout set, whatever a change says; the rest
+/// of the change applies, and a note says so.
+async fn keep_rollout_serving(
+    conn: &mut AnyConnection,
+    environment: &str,
+    now_items: &Items,
+    changes: Vec<Change>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Change>, StoreError> {
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        let Change::UpsertFlag(mut spec) = change else {
+            out.push(change);
+            continue;
+        };
+        let active = match sqlx::query(
+            "SELECT state FROM rollout_states WHERE environment = $1 AND flag = $2",
+        )
+        .bind(environment)
+        .bind(&spec.key)
+        .fetch_optional(&mut *conn)
+        .await?
+        {
+            Some(row) => {
+                let text: String = row.try_get("state")?;
+                serde_json::from_str::<rollout::RolloutState>(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("rollout state: {e}")))?
+                    .is_active()
+            }
+            None => false,
+        };
+        let current = now_items
+            .flags
+            .get(&spec.key)
+            .map(|c| parse::<FlagSpec>("flag spec", &c.spec))
+            .transpose()?;
+        if let (true, Some(current)) = (active, current) {
+            let owned = |rules: &[flags::RuleSpec]| {
+                rules
+                    .iter()
+                    .filter(|r| r.name.as_deref() == Some(AUDIENCE_RULE))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let kept = owned(&current.rules);
+            let asked_default = spec.default.serve != current.default.serve;
+            let asked_rules = owned(&spec.rules) != kept;
+            spec.rules
+                .retain(|r| r.name.as_deref() != Some(AUDIENCE_RULE));
+            spec.rules.extend(kept);
+            spec.default.serve = current.default.serve.clone();
+            if asked_default || asked_rules {
+                notes.push(format!(
+                    "flag `{}`: its rollout is running, so the rollout's split was kept;                      the rest of the change applies (use `rollgate rollout` to change the rollout)",
+                    spec.key
+                ));
+            }
+        }
+        out.push(Change::UpsertFlag(spec));
+    }
+    Ok(out)
+}
+
 /// Works out, without writing, what each change does, and validates the
 /// resulting flag set and metric definitions as a whole.
 fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>, StoreError> {
@@ -734,6 +891,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
     let mut segments_next: HashMap<String, Option<String>> = HashMap::new();
     let mut metrics_next: HashMap<String, Option<String>> = HashMap::new();
     let mut experiments_next: HashMap<String, Option<String>> = HashMap::new();
+    let mut rollouts_next: HashMap<String, Option<String>> = HashMap::new();
     let mut order: Vec<(ItemKind, String)> = Vec::new();
 
     for change in changes {
@@ -754,6 +912,12 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
                 Some(canonical(&spec)?),
             ),
             Change::DeleteExperiment(key) => (ItemKind::Experiment, key, None),
+            Change::UpsertRollout(spec) => (
+                ItemKind::Rollout,
+                spec.flag.clone(),
+                Some(canonical(&spec)?),
+            ),
+            Change::DeleteRollout(flag) => (ItemKind::Rollout, flag, None),
         };
         let now = now_items.of(kind);
         let next_map = match kind {
@@ -761,6 +925,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
             ItemKind::Segment => &mut segments_next,
             ItemKind::Metric => &mut metrics_next,
             ItemKind::Experiment => &mut experiments_next,
+            ItemKind::Rollout => &mut rollouts_next,
         };
         if next.is_none() && !now.contains_key(&key) {
             return Err(StoreError::not_found(kind.as_str(), &key));
@@ -783,6 +948,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
     let segment_specs = merged::<SegmentSpec>(&now_items.segments, &segments_next)?;
     let metric_specs = merged::<MetricSpec>(&now_items.metrics, &metrics_next)?;
     let experiment_specs = merged::<ExperimentSpec>(&now_items.experiments, &experiments_next)?;
+    let rollout_specs = merged::<RolloutSpec>(&now_items.rollouts, &rollouts_next)?;
     // Every check runs, so that a change with bad flags, metrics and
     // experiments hears of all its problems at once.
     if let Err(errors) = flags::compile(&flag_specs, &segment_specs) {
@@ -795,12 +961,49 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
     };
     match stats::compile_metrics(&metric_specs) {
         Ok(metrics) => {
-            let views: HashMap<String, FlagView> = flag_specs
+            let mut views: HashMap<String, FlagView> = flag_specs
                 .iter()
                 .map(|f| (f.key.clone(), flag_view(f)))
                 .collect();
+            // A rollout phase that names an experiment serves its arms.
+            for plan in &rollout_specs {
+                for phase in &plan.phases {
+                    let experiment = phase
+                        .experiment
+                        .as_ref()
+                        .and_then(|key| experiment_specs.iter().find(|e| e.key == *key));
+                    if let (Some(e), Some(view)) = (experiment, views.get_mut(&plan.flag))
+                        && e.flag == plan.flag
+                    {
+                        view.splits.push(
+                            e.arms
+                                .iter()
+                                .map(|a| (a.variant.clone(), a.weight))
+                                .collect(),
+                        );
+                    }
+                }
+            }
             if let Err(errors) = stats::compile_experiments(&experiment_specs, &views, &metrics) {
                 problems.extend(errors.into_iter().map(as_validation));
+            }
+            let flags: HashMap<String, Vec<String>> = flag_specs
+                .iter()
+                .map(|f| (f.key.clone(), f.variants.keys().cloned().collect()))
+                .collect();
+            let segments: HashSet<String> = segment_specs.iter().map(|s| s.key.clone()).collect();
+            let context = rollout::PlanContext {
+                flags: &flags,
+                segments: &segments,
+                metrics: &metrics,
+                experiments: &experiment_specs,
+            };
+            if let Err(errors) = rollout::compile_rollouts(&rollout_specs, &context) {
+                problems.extend(errors.into_iter().map(|e| ValidationError {
+                    subject: e.subject,
+                    field: e.field,
+                    message: e.message,
+                }));
             }
         }
         Err(errors) => problems.extend(errors.into_iter().map(as_validation)),
@@ -818,6 +1021,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
                 ItemKind::Segment => &segments_next,
                 ItemKind::Metric => &metrics_next,
                 ItemKind::Experiment => &experiments_next,
+                ItemKind::Rollout => &rollouts_next,
             };
             let before = now.get(&key).map(|c| c.spec.clone());
             let after = next.get(&key).cloned().flatten();
@@ -850,6 +1054,7 @@ fn same_spec(kind: ItemKind, stored: &str, next: &str) -> Result<bool, StoreErro
         ItemKind::Segment => canonical(&parse::<SegmentSpec>("segment spec", stored)?)?,
         ItemKind::Metric => canonical(&parse::<MetricSpec>("metric spec", stored)?)?,
         ItemKind::Experiment => canonical(&parse::<ExperimentSpec>("experiment spec", stored)?)?,
+        ItemKind::Rollout => canonical(&parse::<RolloutSpec>("rollout spec", stored)?)?,
     };
     Ok(stored == next)
 }

@@ -22,6 +22,7 @@ mod audit;
 mod config;
 mod error;
 mod events;
+mod rollouts;
 mod tokens;
 
 use std::path::Path;
@@ -38,10 +39,12 @@ pub use aggregates::{
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use config::{
     AppliedChange, ApplyOptions, ApplyReport, Change, ChangeAction, FlagVersion, ItemKind,
-    MetricVersion, StoredExperiment, StoredFlag, StoredMetric, StoredSegment, flag_view,
+    MetricVersion, StoredExperiment, StoredFlag, StoredMetric, StoredRollout, StoredSegment,
+    flag_view,
 };
 pub use error::StoreError;
 pub use events::{Appended, NewBatch, StoredBatch};
+pub use rollouts::{Incident, NewIncident, RolloutRecord, StepCommit, StepCommitted};
 pub use tokens::{ActiveToken, TokenKind, TokenRecord, hash_token};
 
 /// Name of the SQLite file inside the data directory.

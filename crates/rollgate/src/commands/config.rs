@@ -72,6 +72,14 @@ fn apply_summary(result: &Value) -> anyhow::Result<String> {
         }
         text.push('\n');
     }
+    for note in result
+        .get("notes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        text.push_str(&format!("note: {}\n", note.as_str().unwrap_or_default()));
+    }
     let plural = if changed == 1 { "" } else { "s" };
     text.push_str(&if dry_run {
         format!("dry run: nothing changed ({changed} change{plural} would be applied to {environment})\n")

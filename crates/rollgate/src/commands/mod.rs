@@ -8,6 +8,7 @@ pub mod eval;
 pub mod experiment;
 pub mod flags;
 pub mod metrics;
+pub mod rollout;
 pub mod serve;
 pub mod tokens;
 
@@ -31,6 +32,7 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
             Command::Flags(command) => flags::run(&client, global, command).await,
             Command::Metrics(command) => metrics::run(&client, global, command).await,
             Command::Experiment(command) => experiment::run(&client, global, command).await,
+            Command::Rollout(command) => rollout::run(&client, global, command).await,
             Command::Token(command) => tokens::run(&client, global, command).await,
             Command::Eval(args) => eval::run(&client, global, &args).await,
             Command::Audit(args) => audit::run(&client, global, &args).await,

@@ -7,6 +7,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The name of the token the server bootstraps from `ADMIN_TOKEN`.
+pub const ADMIN_NAME: &str = "bootstrap-admin";
 
 pub struct TestServer {
     pub url: String,

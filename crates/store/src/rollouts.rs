@@ -1,0 +1,295 @@
+//! The controller's state of each rollout and the incidents it opens: a
+//! step's new state, its flag change and its incidents commit together, in
+//! one transaction, and only over the state the step was computed from.
+
+use flags::FlagSpec;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit::{self, NewEntry};
+use crate::config::{Attribution, apply_in};
+use crate::{ApplyOptions, Change, Store, StoreError, now_ms};
+
+/// A rollout's stored state (the rollout crate's state as JSON).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutRecord {
+    pub flag: String,
+    pub state: String,
+    /// Bumped by every write; a step names the version it read.
+    pub version: i64,
+    pub updated_at_ms: i64,
+}
+
+/// An incident to open.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewIncident {
+    /// `guard`, `gate`, `manual`, …
+    pub kind: String,
+    pub severity: String,
+    pub title: String,
+    pub evidence: Option<Value>,
+}
+
+/// An incident as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incident {
+    pub id: i64,
+    pub flag: String,
+    pub kind: String,
+    pub severity: String,
+    pub title: String,
+    pub evidence: Option<Value>,
+    pub opened_at_ms: i64,
+    pub opened_by: String,
+    pub resolved_at_ms: Option<i64>,
+    pub resolution: Option<String>,
+}
+
+/// One controller step (or manual command) to commit.
+#[derive(Clone, Debug)]
+pub struct StepCommit<'a> {
+    pub environment: &'a str,
+    pub flag: &'a str,
+    /// The version of the state the step was computed from; `None` when
+    /// there was none.
+    pub read_version: Option<i64>,
+    /// The new state, as JSON.
+    pub state: String,
+    /// The flag as the step leaves it, when it changes the flag.
+    pub flag_change: Option<FlagSpec>,
+    pub incidents: Vec<NewIncident>,
+    /// The step starts a phase: the flag's per-unit totals as they are now
+    /// become the start of its observation window
+    /// ([`Store::unit_totals_in_window`]).
+    pub new_window: bool,
+    /// Who: `controller` for automatic steps, the token's name for commands.
+    pub actor: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// What a committed step wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepCommitted {
+    /// The state's new version.
+    pub version: i64,
+    /// The environment's revision after the flag change, when there was one.
+    pub revision: Option<i64>,
+    /// The ids of the incidents opened.
+    pub incidents: Vec<i64>,
+}
+
+fn record_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
+    Ok(RolloutRecord {
+        flag: row.try_get("flag")?,
+        state: row.try_get("state")?,
+        version: row.try_get("version")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
+    let evidence: Option<String> = row.try_get("evidence")?;
+    Ok(Incident {
+        id: row.try_get("id")?,
+        flag: row.try_get("flag")?,
+        kind: row.try_get("kind")?,
+        severity: row.try_get("severity")?,
+        title: row.try_get("title")?,
+        evidence: evidence
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("incident evidence: {e}")))?,
+        opened_at_ms: row.try_get("opened_at_ms")?,
+        opened_by: row.try_get("opened_by")?,
+        resolved_at_ms: row.try_get("resolved_at_ms")?,
+        resolution: row.try_get("resolution")?,
+    })
+}
+
+const INCIDENT_COLUMNS: &str = "id, flag, kind, severity, title, evidence, opened_at_ms, opened_by, \
+                                resolved_at_ms, resolution";
+
+impl Store {
+    /// The stored state of a flag's rollout; `None` before it first started.
+    pub async fn rollout_state(
+        &self,
+        environment: &str,
+        flag: &str,
+    ) -> Result<Option<RolloutRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT flag, state, version, updated_at_ms FROM rollout_states \
+             WHERE environment = $1 AND flag = $2",
+        )
+        .bind(environment)
+        .bind(flag)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Every stored rollout state of an environment, by flag.
+    pub async fn rollout_states(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<RolloutRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT flag, state, version, updated_at_ms FROM rollout_states \
+             WHERE environment = $1 ORDER BY flag",
+        )
+        .bind(environment)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Commits a step: the flag change (validated, versioned and audited like
+    /// any change), the new state and the incidents, all or nothing. Fails
+    /// with `Conflict`, writing nothing, when the stored state is no longer
+    /// the one the step read (another step or command got there first).
+    pub async fn commit_rollout_step(
+        &self,
+        step: StepCommit<'_>,
+    ) -> Result<StepCommitted, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin_write().await?;
+        let stored: Option<i64> =
+            sqlx::query("SELECT version FROM rollout_states WHERE environment = $1 AND flag = $2")
+                .bind(step.environment)
+                .bind(step.flag)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get("version"))
+                .transpose()?;
+        if stored != step.read_version {
+            return Err(StoreError::Conflict(format!(
+                "the rollout of `{}` changed while this step was computed; try again",
+                step.flag
+            )));
+        }
+        let who = Attribution {
+            actor: step.actor,
+            reason: step.reason,
+            update_action: None,
+            rollout_step: true,
+        };
+        let revision = match step.flag_change {
+            Some(flag) => {
+                let report = apply_in(
+                    &mut tx,
+                    step.environment,
+                    vec![Change::UpsertFlag(flag)],
+                    &who,
+                    ApplyOptions::default(),
+                )
+                .await?;
+                report.changed().then_some(report.revision)
+            }
+            None => None,
+        };
+        if step.new_window {
+            sqlx::query("DELETE FROM unit_baselines WHERE environment = $1 AND flag = $2")
+                .bind(step.environment)
+                .bind(step.flag)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO unit_baselines (environment, flag, variant, metric, unit, x, y, events) \
+                 SELECT environment, flag, variant, metric, unit, x, y, events FROM unit_totals \
+                 WHERE environment = $1 AND flag = $2",
+            )
+            .bind(step.environment)
+            .bind(step.flag)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let now = now_ms();
+        let version = stored.unwrap_or(0) + 1;
+        sqlx::query(
+            "INSERT INTO rollout_states (environment, flag, state, version, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (environment, flag) DO UPDATE SET state = excluded.state, \
+             version = excluded.version, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(step.environment)
+        .bind(step.flag)
+        .bind(&step.state)
+        .bind(version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let mut incidents = Vec::with_capacity(step.incidents.len());
+        for incident in &step.incidents {
+            let row = sqlx::query(
+                "INSERT INTO incidents (environment, flag, kind, severity, title, evidence, opened_at_ms, opened_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(step.environment)
+            .bind(step.flag)
+            .bind(&incident.kind)
+            .bind(&incident.severity)
+            .bind(&incident.title)
+            .bind(incident.evidence.as_ref().map(Value::to_string))
+            .bind(now)
+            .bind(step.actor)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: i64 = row.try_get("id")?;
+            let after = serde_json::json!({
+                "id": id, "kind": incident.kind, "severity": incident.severity,
+                "title": incident.title, "evidence": incident.evidence,
+            });
+            audit::record(
+                &mut tx,
+                NewEntry {
+                    actor: step.actor,
+                    action: "incident.opened",
+                    environment: Some(step.environment),
+                    target_kind: "rollout",
+                    target_key: step.flag,
+                    before: None,
+                    after: Some(&after),
+                    reason: step.reason,
+                },
+            )
+            .await?;
+            incidents.push(id);
+        }
+        tx.commit().await?;
+        Ok(StepCommitted {
+            version,
+            revision,
+            incidents,
+        })
+    }
+
+    /// The incidents of an environment (of one flag, when given), newest first.
+    pub async fn incidents(
+        &self,
+        environment: &str,
+        flag: Option<&str>,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rows =
+            match flag {
+                Some(flag) => sqlx::query(&format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE environment = $1 AND flag = $2 \
+                     ORDER BY opened_at_ms DESC, id DESC"
+                ))
+                .bind(environment)
+                .bind(flag)
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query(&format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE environment = $1 \
+                     ORDER BY opened_at_ms DESC, id DESC"
+                    ))
+                    .bind(environment)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+        rows.iter().map(incident_from_row).collect()
+    }
+}
