@@ -484,6 +484,16 @@ fn absolute_verdict(
             }),
             Some(s.mean + h),
         ),
+        // No spread: the interval is the value itself.
+        (Some(s), None, _) if s.variance == 0.0 => (
+            Some(Interval {
+                lower: Some(s.mean),
+                upper: Some(s.mean),
+                confidence: 1.0 - alpha,
+                always_valid: true,
+            }),
+            None,
+        ),
         _ => (None, None),
     };
     let beyond = |x: f64| match guard.limit {
@@ -499,9 +509,12 @@ fn absolute_verdict(
         match (stats, bound) {
             (Some(_), Some(bound)) if beyond(bound) => VerdictOutcome::Breached,
             (Some(_), Some(_)) => VerdictOutcome::Holds,
-            // No spread: within the limit is no evidence of a regression;
-            // beyond it cannot be claimed with confidence.
+            // No spread: within the limit is no evidence of a regression.
             (Some(s), None) if !beyond(s.mean) => VerdictOutcome::Holds,
+            // No spread at all across at least `min_samples` units, every one
+            // beyond the limit (a treatment that fails every request): the
+            // value is its own bound; refusing would never roll it back.
+            (Some(s), None) if s.n >= guard.min_samples => VerdictOutcome::Breached,
             _ => VerdictOutcome::InsufficientData {
                 reason: format!(
                     "`{}` does not vary across the units of `{variant}` yet",

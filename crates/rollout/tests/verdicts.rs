@@ -557,3 +557,25 @@ fn an_uptime_gate_judges_the_share_of_healthy_minutes() {
     let verdicts = with(30, 30);
     assert!(insufficient(gate(&verdicts, 0)).contains("30 minutes"));
 }
+
+#[test]
+fn a_treatment_failing_every_request_fires_despite_no_spread() {
+    // Every unit of the treatment: 2 requests, 2 errors. No variance at all.
+    let with_units = |n: u64| {
+        let mut observations = healthy(2000);
+        observations.insert(
+            "error_rate",
+            TREATMENT,
+            VariantData::from_units((0..n).map(|_| (2.0, 2.0))),
+        );
+        judge(&issue_plan(), 0, &observations)
+    };
+    let verdicts = with_units(500);
+    let error_guard = guard(&verdicts, 0);
+    assert!(error_guard.is_breached(), "{}", error_guard.describe());
+    let interval = error_guard.interval.as_ref().expect("the degenerate interval");
+    assert_eq!((interval.lower, interval.upper), (Some(1.0), Some(1.0)));
+    // Below min_samples it still waits.
+    let verdicts = with_units(10);
+    assert!(!guard(&verdicts, 0).is_breached());
+}
