@@ -303,3 +303,43 @@ async fn second_long_phases_advance_by_themselves_to_completion() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rollout_carries_on_after_a_server_restart() {
+    let server = common::start().await;
+    assert_eq!(server.apply(config("1h")).await.status, StatusCode::OK);
+    let started = command(&server, "start", json!({})).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    let advanced = command(&server, "advance", json!({})).await;
+    assert_eq!(advanced.body["phase"], "expansion", "{}", advanced.text);
+    let token = server.client_token("production").await;
+    let before: Vec<String> = served_to_first_units(&server, &token).await;
+    let data_dir = server.stop_keeping_data().await;
+
+    let server = common::start_in(data_dir, ingest::pipeline::QUEUE_BATCHES).await;
+    let status = server
+        .admin(Method::GET, "/api/v1/rollouts/calc-model", None)
+        .await;
+    assert_eq!(status.body["status"], "running", "{}", status.text);
+    assert_eq!(status.body["phase"], "expansion");
+    assert_eq!(
+        status.body["phaseStartedAt"],
+        advanced.body["phaseStartedAt"]
+    );
+    assert_eq!(status.body["phaseEndsAt"], advanced.body["phaseEndsAt"]);
+    assert_eq!(
+        served_to_first_units(&server, &token).await,
+        before,
+        "the same units, the same variants"
+    );
+    server.stop().await;
+}
+
+/// The variants served to the first 100 units.
+async fn served_to_first_units(server: &common::TestServer, token: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..100 {
+        out.push(served(server, token, &format!("user-{i}")).await);
+    }
+    out
+}

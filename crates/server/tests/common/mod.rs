@@ -26,7 +26,11 @@ pub async fn start() -> TestServer {
 
 /// A server whose event queue holds `ingest_queue` batches.
 pub async fn start_with_queue(ingest_queue: usize) -> TestServer {
-    let data_dir = tempfile::tempdir().expect("temp dir");
+    start_in(tempfile::tempdir().expect("temp dir"), ingest_queue).await
+}
+
+/// A server on an existing data dir (a restart).
+pub async fn start_in(data_dir: tempfile::TempDir, ingest_queue: usize) -> TestServer {
     let store = store::Store::open_sqlite(data_dir.path())
         .await
         .expect("open store");
@@ -130,7 +134,12 @@ impl TestServer {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops the server and hands back its data dir, for a restart.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -139,6 +148,8 @@ impl TestServer {
                 .expect("server task")
                 .expect("server stops cleanly");
         }
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
     }
 }
 
