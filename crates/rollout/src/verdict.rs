@@ -208,6 +208,8 @@ pub fn judge(plan: &Plan, phase: usize, observations: &Observations) -> Vec<Verd
     let config = AnalysisConfig {
         alpha,
         sequential_tuning: plan.spec.sequential_tuning,
+        // Verdicts read lifts only: skip the integrals.
+        posteriors: false,
         ..AnalysisConfig::default()
     };
     // A few analyses per step (gates + guards × variants): cheap enough not

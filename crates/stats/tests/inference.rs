@@ -535,3 +535,38 @@ fn thin_data_is_a_typed_refusal_never_nan() {
     );
     assert!(nulls.is_empty(), "NaN or null at {nulls:?}");
 }
+
+#[test]
+fn without_posteriors_the_lifts_are_the_same_and_the_integrals_are_skipped() {
+    let observations = MetricObservations {
+        weights: vec![1.0, 1.0],
+        metric: MetricData::Proportion(vec![
+            ProportionSummary {
+                n: 1000,
+                conversions: 100,
+            },
+            ProportionSummary {
+                n: 1000,
+                conversions: 130,
+            },
+        ]),
+        guardrail: None,
+    };
+    let full = analyze(&observations, &AnalysisConfig::default()).expect("analysis");
+    let lean = analyze(
+        &observations,
+        &AnalysisConfig {
+            posteriors: false,
+            ..AnalysisConfig::default()
+        },
+    )
+    .expect("analysis");
+    assert!(full.prob_best.is_some() && lean.prob_best.is_none());
+    let (full, lean) = (
+        full.comparisons[0].value().expect("comparison"),
+        lean.comparisons[0].value().expect("comparison"),
+    );
+    assert!(full.beta_binomial.is_some() && lean.beta_binomial.is_none());
+    assert_eq!(full.absolute, lean.absolute);
+    assert_eq!(full.relative, lean.relative);
+}

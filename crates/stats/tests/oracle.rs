@@ -88,6 +88,7 @@ fn config_from(meta: &Value) -> AnalysisConfig {
             .unwrap_or(defaults.relative_prior_sd),
         hodges_lehmann_conf_level: number("mann_whitney_conf_level")
             .unwrap_or(defaults.hodges_lehmann_conf_level),
+        posteriors: true,
     }
 }
 

@@ -42,6 +42,11 @@ pub struct AnalysisConfig {
     pub relative_prior_sd: f64,
     /// Confidence of the Hodges–Lehmann interval: 0.98.
     pub hodges_lehmann_conf_level: f64,
+    /// Compute P(best) and the beta–binomial chance to beat control, both by
+    /// numerical integration: true. A caller that only reads the lifts (the
+    /// rollout controller, every second) turns it off; those fields are then
+    /// `None`.
+    pub posteriors: bool,
 }
 
 impl Default for AnalysisConfig {
@@ -52,6 +57,7 @@ impl Default for AnalysisConfig {
             srm_threshold: 0.001,
             relative_prior_sd: 0.3,
             hodges_lehmann_conf_level: 0.98,
+            posteriors: true,
         }
     }
 }
@@ -438,6 +444,7 @@ fn analyze_plain(metric: &MetricData, context: &Context<'_>) -> Analysed {
         .map(Outcome::from)
         .collect();
     let prob_best = match metric {
+        _ if !context.config.posteriors => None,
         MetricData::Proportion(arms) => Some(ProbBest {
             gaussian_flat: gaussian_prob_best(&stats),
             beta_uniform: probability_best(
@@ -603,7 +610,7 @@ fn compare_plain(
         MetricData::Proportion(arms) => {
             let (c, t) = (&arms[control_index], &arms[treatment_index]);
             comparison.pooled_two_proportion_z = Some(pooled_z(c, t));
-            comparison.beta_binomial = Some(BetaBinomial {
+            comparison.beta_binomial = context.config.posteriors.then(|| BetaBinomial {
                 prior: "Beta(1,1)",
                 chance_to_beat_control: chance_to_beat_control(c, t),
             });
