@@ -87,6 +87,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Show who changed what, when and why.
     Audit(AuditArgs),
+    /// Run a rollout plan's controller against synthetic traffic on a virtual clock (no server).
+    Simulate(SimulateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -309,6 +311,110 @@ pub struct AuditArgs {
     /// Only the entries of this flag.
     #[arg(long, value_name = "KEY")]
     pub flag: Option<String>,
+}
+
+/// The scenarios `rollgate simulate` knows (`rollout::simulate::SCENARIOS`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScenarioName {
+    /// Both variants at 0.5% errors and 150 ms.
+    Healthy,
+    /// The treatment fails 4% of requests from the first phase on.
+    ErrorRegression,
+    /// The treatment is 30% slower from the first phase on.
+    LatencyRegression,
+    /// The treatment fails 4% of requests from the second phase on.
+    LateErrorRegression,
+}
+
+/// What a simulated person does with a rollout held at the end of a phase.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenHeld {
+    /// Nothing: it stays held, guards watching, until the time is up.
+    Wait,
+    /// `rollgate rollout advance` at once, overriding failed gates.
+    Advance,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// A config file (TOML or JSON) with `[[rollouts]]` and the flags, segments and experiments they name.
+    #[arg(value_name = "PLAN_FILE")]
+    pub file: PathBuf,
+
+    /// The file with the `[[metrics]]`, when the plan file has none.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+
+    /// The flag whose rollout to simulate [default: the file's first rollout].
+    #[arg(long, value_name = "KEY")]
+    pub flag: Option<String>,
+
+    /// Requests per minute, all variants together.
+    #[arg(long, default_value_t = 1000.0, value_name = "RATE")]
+    pub traffic: f64,
+
+    /// Simulated days at most [default: the plan's phases end to end].
+    #[arg(long, value_name = "N")]
+    pub days: Option<u32>,
+
+    #[arg(long, value_enum, default_value = "healthy")]
+    pub scenario: ScenarioName,
+
+    /// Independent runs; over several, rollback rates and detection delays are reported.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub runs: u32,
+
+    /// Seed of run 1 (the others derive from it); the same seed replays the same runs.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub seed: u64,
+
+    /// How often the controller looks: a whole number of minutes, e.g. 1m, 10m, 1h.
+    #[arg(long, default_value = "1m", value_name = "DURATION")]
+    pub step: String,
+
+    /// Units (users) in the simulated population.
+    #[arg(long, default_value_t = rollout::simulate::DEFAULT_USERS, value_name = "N")]
+    pub users: u32,
+
+    /// Share of units in a phase's audience segment (the rest get the control).
+    #[arg(long, default_value_t = 1.0, value_name = "SHARE")]
+    pub audience_share: f64,
+
+    /// What a person does when gates hold a rollout at the end of a phase.
+    #[arg(long, value_enum, default_value = "wait")]
+    pub when_held: WhenHeld,
+
+    /// The control's (and the healthy treatment's) error rate [default: 0.005].
+    #[arg(long, value_name = "RATE")]
+    pub control_error_rate: Option<f64>,
+
+    /// The regressed treatment's error rate [default: the scenario's].
+    #[arg(long, value_name = "RATE")]
+    pub treatment_error_rate: Option<f64>,
+
+    /// The control's mean latency in ms [default: 150].
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<f64>,
+
+    /// The regressed treatment's latency over the control's [default: the scenario's].
+    #[arg(long, value_name = "FACTOR")]
+    pub treatment_latency_factor: Option<f64>,
+
+    /// The phase (1 = the first) whose start begins the treatment's regression [default: the scenario's].
+    #[arg(long, value_name = "N")]
+    pub regression_phase: Option<usize>,
+
+    /// The event of a request (its value the latency in ms).
+    #[arg(long, default_value = rollout::simulate::DEFAULT_REQUEST_EVENT, value_name = "NAME")]
+    pub request_event: String,
+
+    /// The event of a failed request.
+    #[arg(long, default_value = rollout::simulate::DEFAULT_ERROR_EVENT, value_name = "NAME")]
+    pub error_event: String,
+
+    /// Threads running the runs [default: the machine's cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[cfg(test)]

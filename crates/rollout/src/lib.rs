@@ -25,10 +25,14 @@
 //!   pending → running(phase i) → completed, with held, paused,
 //!   rolled back and aborted, driven by time, verdicts and [`Command`]s, and
 //!   returning [`Action`]s for the server.
+//! - [`simulate`]: the same [`step`] on a virtual clock against synthetic
+//!   traffic from a seed: how often a plan rolls back a healthy release and
+//!   how soon it catches a regression (`rollgate simulate`).
 
 pub mod controller;
 pub mod observe;
 pub mod plan;
+pub mod simulate;
 pub mod spec;
 pub mod verdict;
 
@@ -39,6 +43,10 @@ pub use controller::{
 pub use observe::{Minutes, Observations, VariantData};
 pub use plan::{
     DEFAULT_MIN_SAMPLES, Gate, Guard, Limit, Phase, Plan, PlanContext, PlanError, compile_rollouts,
+};
+pub use simulate::{
+    Behaviour, Regression, RunReport, Scenario, SimConfig, SimError, Summary, WhenHeld,
+    fixed_horizon_sample_size, run_seed, simulate, summarize,
 };
 pub use spec::{
     Advance, DEFAULT_ALPHA, DEFAULT_SEQUENTIAL_TUNING, GateSpec, GuardAction, GuardSpec, PhaseSpec,

@@ -15,6 +15,10 @@ const ALLOWED_DEPENDENCIES: &[&str] = &[
     // The flag engine: bucketing constants and the percentage grid.
     "flags",
     "indexmap",
+    // The simulator's generator, seeded by the caller (as in `stats`); its
+    // default features, which reach for OS entropy, stay off in the
+    // workspace manifest.
+    "rand_chacha",
     "serde",
     "serde_json",
     // The statistics engine the guards and gates judge with.

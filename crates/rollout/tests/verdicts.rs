@@ -573,7 +573,10 @@ fn a_treatment_failing_every_request_fires_despite_no_spread() {
     let verdicts = with_units(500);
     let error_guard = guard(&verdicts, 0);
     assert!(error_guard.is_breached(), "{}", error_guard.describe());
-    let interval = error_guard.interval.as_ref().expect("the degenerate interval");
+    let interval = error_guard
+        .interval
+        .as_ref()
+        .expect("the degenerate interval");
     assert_eq!((interval.lower, interval.upper), (Some(1.0), Some(1.0)));
     // Below min_samples it still waits.
     let verdicts = with_units(10);

@@ -10,6 +10,7 @@ pub mod flags;
 pub mod metrics;
 pub mod rollout;
 pub mod serve;
+pub mod simulate;
 pub mod tokens;
 
 use anyhow::{Context as _, anyhow};
@@ -20,6 +21,11 @@ use crate::client::Client;
 /// Runs a client command on a single-threaded runtime: it waits on one
 /// request at a time.
 pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
+    // The simulator needs no server.
+    let command = match command {
+        Command::Simulate(args) => return simulate::run(global, &args),
+        command => command,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -37,6 +43,7 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
             Command::Eval(args) => eval::run(&client, global, &args).await,
             Command::Audit(args) => audit::run(&client, global, &args).await,
             Command::Serve(_) => Err(anyhow!("`serve` does not run as a client command")),
+            Command::Simulate(_) => Err(anyhow!("`simulate` does not run as a client command")),
         }
     })
 }

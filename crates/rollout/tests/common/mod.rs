@@ -298,3 +298,52 @@ pub fn error_regression(units: u64) -> Observations {
         ],
     )
 }
+
+/// The seed plan of `examples/seed-rollout.toml`, compiled against its own
+/// flags, segments and experiments and the seed's metrics.
+pub fn seed_plan() -> Plan {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/seed-rollout.toml"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let mut table: toml::Table = text.parse().expect("the seed plan parses");
+    let flags: HashMap<String, Vec<String>> = table["flags"]
+        .as_array()
+        .expect("[[flags]]")
+        .iter()
+        .map(|f| {
+            let variants = f["variants"].as_table().expect("variants").keys().cloned();
+            (
+                f["key"].as_str().expect("a key").to_owned(),
+                variants.collect(),
+            )
+        })
+        .collect();
+    let segments: HashSet<String> = table["segments"]
+        .as_array()
+        .expect("[[segments]]")
+        .iter()
+        .map(|s| s["key"].as_str().expect("a key").to_owned())
+        .collect();
+    let experiments: Vec<ExperimentSpec> = table
+        .remove("experiments")
+        .expect("[[experiments]]")
+        .try_into()
+        .expect("experiment specs");
+    let specs: Vec<RolloutSpec> = table
+        .remove("rollouts")
+        .expect("[[rollouts]]")
+        .try_into()
+        .expect("rollout specs");
+    let metrics = seed_metrics();
+    let context = PlanContext {
+        flags: &flags,
+        segments: &segments,
+        metrics: &metrics,
+        experiments: &experiments,
+    };
+    compile_rollouts(&specs, &context)
+        .expect("the seed plan compiles")
+        .remove(0)
+}
