@@ -92,8 +92,10 @@ fn spawn_resync(state: Arc<AppState>) {
             };
             for env in environments {
                 // Every resync recomputes automatic selections from the
-                // latest data, which also reloads a stale snapshot.
-                if let Err(error) = state.refresh_selections(&env.key).await {
+                // latest data; the snapshot is rebuilt when stale or changed.
+                let stale = state.snapshot(&env.key).revision != env.revision
+                    || !state.has_environment(&env.key);
+                if let Err(error) = state.resync_environment(&env.key, stale).await {
                     tracing::warn!(message = "Resync could not reload an environment.", environment = env.key, %error);
                 }
             }

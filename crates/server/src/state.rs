@@ -138,6 +138,27 @@ impl AppState {
     /// from the data so far (the probability that each choice is the best),
     /// then rebuilds its snapshot with them.
     pub async fn refresh_selections(&self, environment: &str) -> Result<(), store::StoreError> {
+        self.store_selections(environment).await?;
+        self.reload_environment(environment).await
+    }
+
+    /// The periodic resync: recomputes the automatic selections and rebuilds
+    /// the snapshot only when it is `stale` or a selection changed, so an
+    /// environment without news is not recompiled.
+    pub async fn resync_environment(
+        &self,
+        environment: &str,
+        stale: bool,
+    ) -> Result<(), store::StoreError> {
+        let changed = self.store_selections(environment).await?;
+        if stale || changed {
+            self.reload_environment(environment).await?;
+        }
+        Ok(())
+    }
+
+    /// Computes and keeps an environment's selections; whether they changed.
+    async fn store_selections(&self, environment: &str) -> Result<bool, store::StoreError> {
         let mut selections = Vec::new();
         for experiment in self.store.list_experiments(environment).await? {
             let Some(auto) = &experiment.spec.auto_select else {
@@ -155,11 +176,12 @@ impl AppState {
                 choices,
             });
         }
-        self.selections
+        let previous = self
+            .selections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(environment.to_owned(), selections);
-        self.reload_environment(environment).await
+            .insert(environment.to_owned(), selections.clone());
+        Ok(previous.unwrap_or_default() != selections)
     }
 
     pub async fn reload_tokens(&self) -> Result<(), store::StoreError> {

@@ -346,17 +346,7 @@ impl Store {
         .bind(metric)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UnitTotal {
-                    variant: row.try_get("variant")?,
-                    unit: row.try_get("unit")?,
-                    x: row.try_get("x")?,
-                    y: row.try_get("y")?,
-                    events: row.try_get("events")?,
-                })
-            })
-            .collect()
+        rows.iter().map(unit_total_from_row).collect()
     }
 
     /// Every unit's pre-exposure value of `metric` for `flag` (units first
@@ -428,17 +418,7 @@ impl Store {
         .bind(metric)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UnitTotal {
-                    variant: row.try_get("variant")?,
-                    unit: row.try_get("unit")?,
-                    x: row.try_get("x")?,
-                    y: row.try_get("y")?,
-                    events: row.try_get("events")?,
-                })
-            })
-            .collect()
+        rows.iter().map(unit_total_from_row).collect()
     }
 
     /// Exposed units per variant of a flag.
@@ -465,6 +445,16 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn unit_total_from_row(row: &sqlx::any::AnyRow) -> Result<UnitTotal, StoreError> {
+    Ok(UnitTotal {
+        variant: row.try_get("variant")?,
+        unit: row.try_get("unit")?,
+        x: row.try_get("x")?,
+        y: row.try_get("y")?,
+        events: row.try_get("events")?,
+    })
 }
 
 /// Appends `($1, …, $k), (…)` for `rows` rows of `columns` parameters; on
