@@ -202,6 +202,8 @@ pub struct Guard {
     pub limit: Limit,
     pub action: GuardAction,
     pub min_samples: u64,
+    /// Its share of the phase's `alpha`, relative to the other guards'.
+    pub weight: f64,
 }
 
 /// Checks rollout specs and compiles them into plans. All or nothing: every
@@ -776,12 +778,23 @@ fn compile_guards(
             errs.push(&at("metric"), problem);
         }
         let min_samples = check_min_samples(guard.min_samples, &at("min_samples"), errs);
+        let weight = guard.weight.unwrap_or(1.0);
+        if !(weight.is_finite() && weight > 0.0) {
+            errs.push(
+                &at("weight"),
+                format!(
+                    "is {weight}; it must be a positive share of the false-alarm budget \
+                     (1 is the default, 4 is four times another guard's)"
+                ),
+            );
+        }
         if let (Some(metric), Some(limit)) = (metric, limit) {
             guards.push(Guard {
                 metric: metric.clone(),
                 limit,
                 action: guard.action,
                 min_samples,
+                weight,
             });
         }
     }

@@ -92,7 +92,7 @@ use stats::{Metric, MetricKind, Moments, QuantileSketch, Side};
 
 use crate::controller::{Action, Command, RolloutState, Status, step};
 use crate::observe::{Minutes, Observations, VariantData};
-use crate::plan::{Limit, Plan};
+use crate::plan::{Guard, Limit, Plan};
 use crate::verdict::{Check, Verdict};
 use population::{AliasTable, Draws, LatencyTable, UnitTotals, mix};
 
@@ -1166,9 +1166,9 @@ pub fn simulate_with_progress(
 /// - A guard on synthetic healthy data never fires: its value is constant,
 ///   inside its absolute limit, and the same for every variant, so a
 ///   relative difference is zero. Such guards are left out too, with the
-///   plan's `alpha` scaled by the share of guards kept, so that every kept
-///   guard runs at exactly the level it runs at in the whole plan
-///   (`alpha / (guards × variants)`). Only done when no kept guard pauses:
+///   plan's `alpha` scaled by the kept guards' share of the weights, so
+///   that every kept guard runs at exactly the level it runs at in the
+///   whole plan (`verdict::guard_alpha`). Only done when no kept guard pauses:
 ///   a pause guard is remembered by its index, which must not move.
 ///
 /// At the end of a phase, and whenever a command is given, the whole plan
@@ -1193,7 +1193,8 @@ fn mid_phase_plan(plan: &Plan, feeds: &[Feed]) -> Plan {
         .iter()
         .any(|g| g.action == crate::spec::GuardAction::Pause);
     if !kept.is_empty() && kept.len() < plan.guards.len() && !pauses {
-        reduced.spec.alpha = plan.spec.alpha * kept.len() as f64 / plan.guards.len() as f64;
+        let weights = |guards: &[Guard]| guards.iter().map(|g| g.weight).sum::<f64>();
+        reduced.spec.alpha = plan.spec.alpha * weights(&kept) / weights(&plan.guards);
         reduced.guards = kept;
     }
     reduced

@@ -143,6 +143,12 @@ pub struct GuardSpec {
     /// control too) before the guard may fire. Default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_samples: Option<u64>,
+    /// This guard's share of the phase's false-alarm budget `alpha`,
+    /// relative to the other guards' weights (default 1 each: an even
+    /// split). A heavier guard runs at a larger level and so detects its
+    /// regression with fewer units; the budget as a whole stays `alpha`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
 }
 
 /// What a guard does when it finds a regression.

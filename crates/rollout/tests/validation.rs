@@ -38,6 +38,7 @@ fn guard(metric: &str) -> GuardSpec {
         max_relative_decrease: None,
         action: Default::default(),
         min_samples: None,
+        weight: None,
     }
 }
 
@@ -414,6 +415,19 @@ fn guards_have_exactly_one_limit() {
             "is NaN; a limit is a finite number",
         )],
     );
+    for bad in [0.0, -1.0, f64::INFINITY] {
+        check(
+            |s| s[0].guards[1].weight = Some(bad),
+            &[(
+                ROLLOUT,
+                "guards[1].weight",
+                &format!(
+                    "is {bad}; it must be a positive share of the false-alarm budget (1 is the \
+                     default, 4 is four times another guard's)"
+                ),
+            )],
+        );
+    }
 }
 
 #[test]

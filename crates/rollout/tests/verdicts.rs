@@ -346,8 +346,15 @@ fn guards_watch_every_arm_of_an_experiment_phase() {
         vec![("advanced", false), ("choice", true), ("auto", false)]
     );
     // Two guards × three variants share the phase's 5%.
-    assert!((guard_alpha(&plan, 1) - 0.05 / 6.0).abs() < 1e-15);
-    assert!((guard_alpha(&plan, 0) - 0.05 / 2.0).abs() < 1e-15);
+    assert!((guard_alpha(&plan, 1, 0) - 0.05 / 6.0).abs() < 1e-15);
+    assert!((guard_alpha(&plan, 0, 1) - 0.05 / 2.0).abs() < 1e-15);
+    // Weights split it unevenly: three quarters to the first guard.
+    let mut spec = plan.spec.clone();
+    spec.guards[0].weight = Some(3.0);
+    let weighted = common::compile(spec);
+    assert!((guard_alpha(&weighted, 1, 0) - 0.05 * 0.75 / 3.0).abs() < 1e-15);
+    assert!((guard_alpha(&weighted, 0, 1) - 0.05 * 0.25).abs() < 1e-15);
+    assert_eq!(guard_alpha(&weighted, 0, 2), 0.0, "no third guard");
     // Gates judge the treatment only.
     assert_eq!(gate(&verdicts, 0).variant, TREATMENT);
 }
@@ -408,16 +415,33 @@ fn gates_hold_fail_or_lack_samples() {
     assert!(gate(&verdicts, 1).holds());
 }
 
+/// How a false-alarm run measures its guard.
+#[derive(Clone, Copy)]
+enum Watch {
+    /// `engagement_sessions`, a mean (plug-in variance), one 0/1 value per
+    /// unit.
+    Mean,
+    /// `error_rate`, a ratio of counts (the score bound), one to three
+    /// requests per unit.
+    Rate,
+    /// The fixed-horizon one-sided z test, wrongly looked at often.
+    FixedHorizon,
+}
+
 /// The proportion of 400 simulated rollouts, looked at every 200 units up
 /// to 10 000, in which a guard whose treatment sits exactly at its limit
-/// fires.
-fn false_alarms(sequential: bool) -> f64 {
+/// (2% errors) fires.
+fn false_alarms(watch: Watch) -> f64 {
+    let metric = match watch {
+        Watch::Rate => "error_rate",
+        Watch::Mean | Watch::FixedHorizon => "engagement_sessions",
+    };
     let mut spec = issue_spec();
     spec.guards.truncate(1);
-    spec.guards[0].metric = "engagement_sessions".into();
+    spec.guards[0].metric = metric.into();
     spec.guards[0].max = Some(0.02);
     let plan = common::compile(spec);
-    let alpha = guard_alpha(&plan, 0);
+    let alpha = guard_alpha(&plan, 0, 0);
     let z = stats::inference::normal_quantile(1.0 - alpha);
     let mut rng = Rng::new(2024);
     let runs = 400;
@@ -425,21 +449,27 @@ fn false_alarms(sequential: bool) -> f64 {
     for _ in 0..runs {
         let mut data = VariantData::default();
         for _ in 0..50 {
-            for _ in 0..200 {
-                let error = rng.bernoulli(0.02);
-                data.moments.add_unit(f64::from(u8::from(error)), 1.0);
+            for unit in 0..200u32 {
+                let requests = match watch {
+                    Watch::Rate => 1 + unit % 3,
+                    Watch::Mean | Watch::FixedHorizon => 1,
+                };
+                let errors = (0..requests).filter(|_| rng.bernoulli(0.02)).count();
+                data.moments.add_unit(errors as f64, f64::from(requests));
                 data.units += 1;
-                data.active += u64::from(error);
+                data.active += u64::from(errors > 0);
             }
-            let breached = if sequential {
-                let mut observations = Observations::new();
-                observations.insert("engagement_sessions", TREATMENT, data.clone());
-                guard(&judge(&plan, 0, &observations), 0).is_breached()
-            } else {
-                // The fixed-horizon one-sided z test, wrongly looked at often.
-                let n = data.units as f64;
-                let p = data.active as f64 / n;
-                p - z * (p * (1.0 - p) / n).sqrt() > 0.02
+            let breached = match watch {
+                Watch::Mean | Watch::Rate => {
+                    let mut observations = Observations::new();
+                    observations.insert(metric, TREATMENT, data.clone());
+                    guard(&judge(&plan, 0, &observations), 0).is_breached()
+                }
+                Watch::FixedHorizon => {
+                    let n = data.units as f64;
+                    let p = data.active as f64 / n;
+                    p - z * (p * (1.0 - p) / n).sqrt() > 0.02
+                }
             };
             if breached {
                 fired += 1;
@@ -452,13 +482,44 @@ fn false_alarms(sequential: bool) -> f64 {
 
 #[test]
 fn at_the_limit_a_guard_fires_at_most_alpha_of_the_time_however_often_it_looks() {
-    let sequential = false_alarms(true);
-    let fixed = false_alarms(false);
-    eprintln!("false alarms: always-valid {sequential}, fixed horizon {fixed}");
+    let mean = false_alarms(Watch::Mean);
+    let rate = false_alarms(Watch::Rate);
+    let fixed = false_alarms(Watch::FixedHorizon);
+    eprintln!("false alarms: always-valid mean {mean}, rate {rate}; fixed horizon {fixed}");
     // The budget of this plan's single guard is α = 0.05.
-    assert!(sequential <= 0.05, "always-valid: {sequential}");
+    assert!(mean <= 0.05, "always-valid on a mean: {mean}");
+    assert!(rate <= 0.05, "always-valid score bound on a rate: {rate}");
     // The same data under a fixed-horizon test, checked at every look.
     assert!(fixed > 2.0 * 0.05, "fixed horizon: {fixed}");
+}
+
+#[test]
+fn a_rate_guard_bounds_with_the_variance_at_the_candidate_value() {
+    // 4% errors over 1 000 units of one request each, against a 2% limit.
+    let mut spec = issue_spec();
+    spec.guards.truncate(1);
+    let plan = common::compile(spec);
+    let mut data = VariantData::default();
+    for unit in 0..1000 {
+        data.moments
+            .add_unit(if unit % 25 == 0 { 1.0 } else { 0.0 }, 1.0);
+        data.units += 1;
+    }
+    let mut observations = Observations::new();
+    observations.insert("error_rate", TREATMENT, data);
+    let verdict = guard(&judge(&plan, 0, &observations), 0).clone();
+    let lower = verdict.interval.as_ref().unwrap().lower.unwrap();
+    // The bound solves (p − μ)² = k²·v·μ(1 − μ)/(p(1 − p)) for μ below p:
+    // the half-width at μ with μ's own variance; here the unit variance v
+    // is the sample variance p(1 − p)·n/(n − 1).
+    let k = one_sided_sequence_half_width(1.0, 1000, guard_alpha(&plan, 0, 0), 5000.0);
+    let p = 0.04;
+    let design = 1000.0 / 999.0;
+    let at = |mu: f64| k * (design * mu * (1.0 - mu)).sqrt();
+    assert!(((p - lower) - at(lower)).abs() < 1e-9, "{lower}");
+    // Tighter than the plug-in bound p − k·√v, and still below p.
+    assert!(lower > p - at(p));
+    assert!(lower < p);
 }
 
 #[test]
