@@ -1,5 +1,6 @@
-//! The write path against a real SQLite file: group commit, idempotency, and
-//! backpressure when the database cannot keep up.
+//! The write path against a real SQLite file and a real PostgreSQL database:
+//! group commit, idempotency, and backpressure when the database cannot keep
+//! up.
 
 use ingest::{Event, Ingestor, SubmitError};
 use sqlx::Connection;
@@ -19,19 +20,7 @@ fn events(n: usize) -> Vec<Event> {
         .collect()
 }
 
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite(dir.path()).await.expect("open");
-    store
-        .ensure_environment("production")
-        .await
-        .expect("environment");
-    (dir, store)
-}
-
-#[tokio::test]
-async fn concurrent_batches_are_all_committed() {
-    let (_dir, store) = fresh().await;
+async fn concurrent_batches_are_all_committed(store: Store) {
     let ingestor = Ingestor::start(store.clone());
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -58,7 +47,10 @@ async fn concurrent_batches_are_all_committed() {
 
 #[tokio::test]
 async fn a_full_queue_answers_overloaded_instead_of_buffering() {
-    let (dir, store) = fresh().await;
+    let (holder, store) = store::test_support::sqlite().await;
+    let store::test_support::Holder::Sqlite(dir) = &holder else {
+        unreachable!("a SQLite store")
+    };
     let ingestor = Ingestor::with_queue(store.clone(), 4);
 
     // Another connection holds SQLite's write lock, so the writer stalls on
@@ -125,3 +117,5 @@ async fn a_full_queue_answers_overloaded_instead_of_buffering() {
     );
     assert_eq!(stored + overloaded * 10, 1000);
 }
+
+store::on_both_backends!(concurrent_batches_are_all_committed,);

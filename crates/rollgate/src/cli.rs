@@ -102,7 +102,16 @@ pub struct ServeArgs {
     )]
     pub addr: String,
 
-    /// Directory of the embedded store; created if missing.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Where the store is: the embedded SQLite file in a directory (the
+/// default), or a PostgreSQL database.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Directory of the embedded store; created if missing. Ignored with
+    /// `--database-url`.
     #[arg(
         long,
         env = "ROLLGATE_DATA_DIR",
@@ -110,6 +119,11 @@ pub struct ServeArgs {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+
+    /// A PostgreSQL database (`postgres://user@host:5432/db`) instead of
+    /// the embedded store; several replicas may share it.
+    #[arg(long, env = "ROLLGATE_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 /// The formats of a config document.

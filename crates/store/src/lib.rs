@@ -23,6 +23,8 @@ mod config;
 mod error;
 mod events;
 mod rollouts;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod tokens;
 
 use std::path::Path;

@@ -2,21 +2,15 @@
 //! metrics of the same change, versioned like every item; and CUPED's
 //! pre-exposure values, kept only for a unit's first exposure.
 
+use store::on_both_backends;
+use store::test_support::TEST_ENVIRONMENT as ENV;
+
 use serde_json::json;
 use stats::{ExperimentSpec, MetricSpec};
 use store::{
     ApplyOptions, Change, ChangeAction, CovariateRow, ExposureRow, FoldWrite, HistoryDelta, Store,
     StoreError,
 };
-
-const ENV: &str = "production";
-
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite(dir.path()).await.expect("open store");
-    store.ensure_environment(ENV).await.expect("environment");
-    (dir, store)
-}
 
 fn flag() -> flags::FlagSpec {
     let mut spec: flags::FlagSpec = serde_json::from_value(json!({
@@ -88,9 +82,7 @@ async fn problems(store: &Store, changes: Vec<Change>) -> Vec<String> {
     }
 }
 
-#[tokio::test]
-async fn an_experiment_is_stored_versioned_and_read_back() {
-    let (_dir, store) = fresh().await;
+async fn an_experiment_is_stored_versioned_and_read_back(store: Store) {
     let report = apply(&store, everything(experiment(|_| {})))
         .await
         .expect("apply");
@@ -124,9 +116,7 @@ async fn an_experiment_is_stored_versioned_and_read_back() {
     assert_eq!(store.list_experiments(ENV).await.expect("list").len(), 1);
 }
 
-#[tokio::test]
-async fn bad_experiments_are_rejected_with_every_problem_named() {
-    let (_dir, store) = fresh().await;
+async fn bad_experiments_are_rejected_with_every_problem_named(store: Store) {
     let cases: Vec<(ExperimentSpec, Vec<&str>)> = vec![
         (
             experiment(|e| e["flag"] = json!("nope")),
@@ -231,9 +221,7 @@ fn fold_write(
     }
 }
 
-#[tokio::test]
-async fn a_covariate_is_the_history_before_the_first_exposure_only() {
-    let (_dir, store) = fresh().await;
+async fn a_covariate_is_the_history_before_the_first_exposure_only(store: Store) {
     // Fold 1: u-1 does 3 calculations, unexposed; u-2 is exposed after 1 in the fold.
     let first = fold_write(
         vec![exposure("u-2")],
@@ -259,3 +247,9 @@ async fn a_covariate_is_the_history_before_the_first_exposure_only() {
         .collect();
     assert_eq!(covariates, [("u-1".into(), 5.0), ("u-2".into(), 1.0)]);
 }
+
+on_both_backends!(
+    an_experiment_is_stored_versioned_and_read_back,
+    bad_experiments_are_rejected_with_every_problem_named,
+    a_covariate_is_the_history_before_the_first_exposure_only,
+);

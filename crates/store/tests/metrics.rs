@@ -1,18 +1,12 @@
 //! Metric definitions in the store: versioned, audited and validated like
 //! flags and segments, in the same transaction.
 
+use store::on_both_backends;
+use store::test_support::TEST_ENVIRONMENT as ENV;
+
 use serde_json::json;
 use stats::MetricSpec;
 use store::{ApplyOptions, AuditFilter, Change, ChangeAction, ItemKind, Store, StoreError};
-
-const ENV: &str = "production";
-
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite(dir.path()).await.expect("open store");
-    store.ensure_environment(ENV).await.expect("environment");
-    (dir, store)
-}
 
 fn metric(value: serde_json::Value) -> MetricSpec {
     serde_json::from_value(value).expect("metric spec")
@@ -60,9 +54,7 @@ fn upserts() -> Vec<Change> {
     ]
 }
 
-#[tokio::test]
-async fn applying_metrics_twice_changes_nothing_the_second_time() {
-    let (_dir, store) = fresh().await;
+async fn applying_metrics_twice_changes_nothing_the_second_time(store: Store) {
     let first = apply(&store, upserts()).await.expect("first apply");
     assert_eq!(first.revision, 1);
     assert!(first.changes.iter().all(|c| c.kind == ItemKind::Metric
@@ -98,9 +90,7 @@ async fn applying_metrics_twice_changes_nothing_the_second_time() {
     assert!(store.get_metric(ENV, "nope").await.expect("get").is_none());
 }
 
-#[tokio::test]
-async fn an_invalid_metric_rejects_the_whole_change() {
-    let (_dir, store) = fresh().await;
+async fn an_invalid_metric_rejects_the_whole_change(store: Store) {
     let flag: flags::FlagSpec = serde_json::from_value(json!({
         "key": "calc-model", "type": "boolean", "off_variant": "off",
         "variants": {"on": true, "off": false}, "default": {"serve": {"variant": "on"}}
@@ -139,9 +129,7 @@ async fn an_invalid_metric_rejects_the_whole_change() {
     assert_eq!(env.revision, 0, "nothing committed");
 }
 
-#[tokio::test]
-async fn a_metric_named_twice_in_one_change_is_refused() {
-    let (_dir, store) = fresh().await;
+async fn a_metric_named_twice_in_one_change_is_refused(store: Store) {
     let error = apply(
         &store,
         vec![
@@ -157,9 +145,7 @@ async fn a_metric_named_twice_in_one_change_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn metric_history_and_audit_record_every_change() {
-    let (_dir, store) = fresh().await;
+async fn metric_history_and_audit_record_every_change(store: Store) {
     apply(&store, vec![Change::UpsertMetric(p95(0.95))])
         .await
         .expect("create");
@@ -252,9 +238,7 @@ async fn metric_history_and_audit_record_every_change() {
     assert_eq!(audit[1].after, None);
 }
 
-#[tokio::test]
-async fn metrics_are_per_environment() {
-    let (_dir, store) = fresh().await;
+async fn metrics_are_per_environment(store: Store) {
     store
         .create_environment("staging", "", "tester")
         .await
@@ -269,3 +253,11 @@ async fn metrics_are_per_environment() {
     );
     assert_eq!(store.list_metrics(ENV).await.expect("list").len(), 3);
 }
+
+on_both_backends!(
+    applying_metrics_twice_changes_nothing_the_second_time,
+    an_invalid_metric_rejects_the_whole_change,
+    a_metric_named_twice_in_one_change_is_refused,
+    metric_history_and_audit_record_every_change,
+    metrics_are_per_environment,
+);

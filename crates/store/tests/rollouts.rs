@@ -2,17 +2,11 @@
 //! together, only over the state the step read, and are audited under the
 //! step's actor.
 
+use store::on_both_backends;
+use store::test_support::TEST_ENVIRONMENT as ENV;
+
 use serde_json::json;
 use store::{ApplyOptions, AuditFilter, Change, NewIncident, StepCommit, Store, StoreError};
-
-const ENV: &str = "production";
-
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite(dir.path()).await.expect("open store");
-    store.ensure_environment(ENV).await.expect("environment");
-    (dir, store)
-}
 
 fn flag(serve: serde_json::Value) -> flags::FlagSpec {
     serde_json::from_value(json!({
@@ -41,9 +35,7 @@ fn step<'a>(
     }
 }
 
-#[tokio::test]
-async fn a_step_commits_its_flag_change_state_and_incidents_together() {
-    let (_dir, store) = fresh().await;
+async fn a_step_commits_its_flag_change_state_and_incidents_together(store: Store) {
     store
         .apply(
             ENV,
@@ -164,9 +156,7 @@ async fn a_step_commits_its_flag_change_state_and_incidents_together() {
     assert_eq!((quiet.version, quiet.revision), (3, None));
 }
 
-#[tokio::test]
-async fn an_invalid_flag_change_of_a_step_writes_nothing() {
-    let (_dir, store) = fresh().await;
+async fn an_invalid_flag_change_of_a_step_writes_nothing(store: Store) {
     let bad = flag(json!({"split": {"advanced": 5, "simple": 90}}));
     let result = store
         .commit_rollout_step(step(None, r#"{"status":"running"}"#, Some(bad)))
@@ -188,9 +178,7 @@ async fn an_invalid_flag_change_of_a_step_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_new_window_counts_only_what_came_after_it() {
-    let (_dir, store) = fresh().await;
+async fn a_new_window_counts_only_what_came_after_it(store: Store) {
     let fold = |x: f64, unit: &str| store::FoldWrite {
         environment: ENV.into(),
         exposures: Vec::new(),
@@ -244,3 +232,9 @@ async fn a_new_window_counts_only_what_came_after_it() {
         .expect("totals");
     assert_eq!(all[0].x, 6.0);
 }
+
+on_both_backends!(
+    a_step_commits_its_flag_change_state_and_incidents_together,
+    an_invalid_flag_change_of_a_step_writes_nothing,
+    a_new_window_counts_only_what_came_after_it,
+);

@@ -1,17 +1,12 @@
-//! The store against a real SQLite file in a fresh directory.
+//! The store on a real SQLite file in a fresh directory and on a fresh
+//! PostgreSQL database.
+
+use store::on_both_backends;
+use store::test_support::TEST_ENVIRONMENT as ENV;
 
 use flags::{FlagSpec, SegmentSpec};
 use serde_json::json;
 use store::{ApplyOptions, AuditFilter, Change, ChangeAction, Store, StoreError, TokenKind};
-
-const ENV: &str = "production";
-
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite(dir.path()).await.expect("open store");
-    store.ensure_environment(ENV).await.expect("environment");
-    (dir, store)
-}
 
 fn flag(key: &str, split: serde_json::Value) -> FlagSpec {
     serde_json::from_value(json!({
@@ -40,6 +35,14 @@ fn upserts(split: serde_json::Value) -> Vec<Change> {
     ]
 }
 
+/// A store on a SQLite file, with the directory of its file.
+async fn sqlite_dir() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_sqlite(dir.path()).await.expect("open store");
+    store.ensure_environment(ENV).await.expect("environment");
+    (dir, store)
+}
+
 async fn apply(store: &Store, changes: Vec<Change>) -> Result<store::ApplyReport, StoreError> {
     store
         .apply(
@@ -52,9 +55,7 @@ async fn apply(store: &Store, changes: Vec<Change>) -> Result<store::ApplyReport
         .await
 }
 
-#[tokio::test]
-async fn applying_twice_changes_nothing_the_second_time() {
-    let (_dir, store) = fresh().await;
+async fn applying_twice_changes_nothing_the_second_time(store: Store) {
     let first = apply(&store, upserts(json!({"advanced": 5, "simple": 95})))
         .await
         .expect("first apply");
@@ -94,10 +95,8 @@ async fn applying_twice_changes_nothing_the_second_time() {
     assert_eq!(audit.len(), 1, "one audit entry for the one real change");
 }
 
-#[tokio::test]
-async fn the_order_of_a_split_is_part_of_the_flag() {
+async fn the_order_of_a_split_is_part_of_the_flag(store: Store) {
     // Reordering a split moves units between variants, so it is a change.
-    let (_dir, store) = fresh().await;
     apply(&store, upserts(json!({"advanced": 5, "simple": 95})))
         .await
         .expect("apply");
@@ -125,9 +124,7 @@ async fn the_order_of_a_split_is_part_of_the_flag() {
     assert_eq!(split_order, ["simple", "advanced"]);
 }
 
-#[tokio::test]
-async fn an_invalid_change_is_rejected_whole() {
-    let (_dir, store) = fresh().await;
+async fn an_invalid_change_is_rejected_whole(store: Store) {
     let mut changes = upserts(json!({"advanced": 5, "simple": 95}));
     changes.push(Change::UpsertFlag(flag(
         "broken",
@@ -155,9 +152,7 @@ async fn an_invalid_change_is_rejected_whole() {
     );
 }
 
-#[tokio::test]
-async fn deleting_a_segment_in_use_is_refused() {
-    let (_dir, store) = fresh().await;
+async fn deleting_a_segment_in_use_is_refused(store: Store) {
     apply(&store, upserts(json!({"advanced": 5, "simple": 95})))
         .await
         .expect("apply");
@@ -176,9 +171,7 @@ async fn deleting_a_segment_in_use_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn dry_runs_report_without_writing() {
-    let (_dir, store) = fresh().await;
+async fn dry_runs_report_without_writing(store: Store) {
     let report = store
         .apply(
             ENV,
@@ -207,9 +200,7 @@ async fn dry_runs_report_without_writing() {
     );
 }
 
-#[tokio::test]
-async fn history_survives_deletion_and_restore_makes_a_new_version() {
-    let (_dir, store) = fresh().await;
+async fn history_survives_deletion_and_restore_makes_a_new_version(store: Store) {
     apply(&store, upserts(json!({"advanced": 5, "simple": 95})))
         .await
         .expect("v1");
@@ -295,9 +286,7 @@ async fn history_survives_deletion_and_restore_makes_a_new_version() {
     assert!(!again.changed());
 }
 
-#[tokio::test]
-async fn restore_over_an_existing_flag_is_audited_as_a_restore() {
-    let (_dir, store) = fresh().await;
+async fn restore_over_an_existing_flag_is_audited_as_a_restore(store: Store) {
     apply(&store, upserts(json!({"advanced": 5, "simple": 95})))
         .await
         .expect("v1");
@@ -341,9 +330,7 @@ async fn restore_over_an_existing_flag_is_audited_as_a_restore() {
     );
 }
 
-#[tokio::test]
-async fn audit_pages_and_filters() {
-    let (_dir, store) = fresh().await;
+async fn audit_pages_and_filters(store: Store) {
     for percent in 1..=5 {
         apply(
             &store,
@@ -393,7 +380,7 @@ async fn audit_pages_and_filters() {
 
 #[tokio::test]
 async fn tokens_are_stored_hashed_and_revocable() {
-    let (dir, store) = fresh().await;
+    let (dir, store) = sqlite_dir().await;
     assert!(
         store
             .bootstrap_admin_token("first-secret")
@@ -466,9 +453,7 @@ async fn tokens_are_stored_hashed_and_revocable() {
     ));
 }
 
-#[tokio::test]
-async fn environments_are_created_once() {
-    let (_dir, store) = fresh().await;
+async fn environments_are_created_once(store: Store) {
     store
         .create_environment("staging", "pre-production", "tester")
         .await
@@ -508,7 +493,7 @@ async fn apply_to(store: &Store, env: &str) -> Result<store::ApplyReport, StoreE
 
 #[tokio::test]
 async fn the_file_is_in_wal_mode_and_survives_reopening() {
-    let (dir, store) = fresh().await;
+    let (dir, store) = sqlite_dir().await;
     apply(&store, upserts(json!({"advanced": 5, "simple": 95})))
         .await
         .expect("apply");
@@ -524,9 +509,7 @@ async fn the_file_is_in_wal_mode_and_survives_reopening() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_writers_are_serialised() {
-    let (_dir, store) = fresh().await;
+async fn concurrent_writers_are_serialised(store: Store) {
     apply(&store, vec![Change::UpsertSegment(segment())])
         .await
         .expect("segment");
@@ -551,3 +534,16 @@ async fn concurrent_writers_are_serialised() {
         9
     );
 }
+
+on_both_backends!(
+    applying_twice_changes_nothing_the_second_time,
+    the_order_of_a_split_is_part_of_the_flag,
+    an_invalid_change_is_rejected_whole,
+    deleting_a_segment_in_use_is_refused,
+    dry_runs_report_without_writing,
+    history_survives_deletion_and_restore_makes_a_new_version,
+    restore_over_an_existing_flag_is_audited_as_a_restore,
+    audit_pages_and_filters,
+    environments_are_created_once,
+    concurrent_writers_are_serialised,
+);

@@ -1,11 +1,12 @@
-//! `rollgate serve`: the server on the embedded SQLite store.
+//! `rollgate serve`: the server on the embedded SQLite store or on
+//! PostgreSQL.
 
 use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::ServeArgs;
+use crate::cli::{DatabaseArgs, ServeArgs};
 
 /// The variable whose value becomes the first admin token of an empty store.
 /// Read from the environment only, so the secret is not in the process list.
@@ -36,12 +37,7 @@ fn init_logging() {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let data_dir = &args.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}; choose another with --data-dir or ROLLGATE_DATA_DIR", data_dir.display()))?;
-    let store = store::Store::open_sqlite(data_dir)
-        .await
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store = open_store(&args.database).await?;
     let admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -54,6 +50,47 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .context("cannot read the address the server listens on")?;
     // Tests and scripts read this line to learn the port (`--addr 127.0.0.1:0`).
     eprintln!("Rollgate listening on http://{addr}");
-    tracing::info!(message = "Serving.", %addr, data_dir = %data_dir.display());
+    tracing::info!(message = "Serving.", %addr, store = %describe(&args.database));
     server::serve(listener, state, server::shutdown_signal()).await
+}
+
+/// Opens the store `args` names (running its migrations): PostgreSQL with
+/// `--database-url`, else the SQLite file in `--data-dir`.
+pub async fn open_store(args: &DatabaseArgs) -> anyhow::Result<store::Store> {
+    if let Some(url) = &args.database_url {
+        return store::Store::connect(url)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact(url)));
+    }
+    let data_dir = &args.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}; choose another with --data-dir or \
+             ROLLGATE_DATA_DIR",
+            data_dir.display()
+        )
+    })?;
+    store::Store::open_sqlite(data_dir)
+        .await
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))
+}
+
+/// The store for logs, without a password.
+pub fn describe(args: &DatabaseArgs) -> String {
+    match &args.database_url {
+        Some(url) => redact(url),
+        None => args.data_dir.display().to_string(),
+    }
+}
+
+/// A database URL with its password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(an unparsable URL)".to_owned(),
+    }
 }
