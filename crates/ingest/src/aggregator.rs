@@ -35,6 +35,29 @@ pub(crate) struct Progress {
     pub after_fold: Notify,
 }
 
+/// The exposures of units this aggregator has read or folded, per
+/// environment: complete only while nobody else folds. Another process
+/// folding a batch (another replica on the same PostgreSQL) may add
+/// exposures of cached units, so the cache is valid only at the progress it
+/// was left at, and starts again when it finds progress elsewhere.
+#[derive(Debug, Default)]
+pub struct ExposureCache {
+    /// The aggregation progress the cache is complete at.
+    at: i64,
+    units: HashMap<String, Exposures>,
+}
+
+impl ExposureCache {
+    /// Forgets everything (after a failed or lost fold).
+    pub fn clear(&mut self) {
+        self.units.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.units.values().map(HashMap::len).sum()
+    }
+}
+
 impl Progress {
     pub fn lag(&self) -> i64 {
         self.stored.load(Ordering::Relaxed) - self.folded.load(Ordering::Relaxed)
@@ -42,7 +65,7 @@ impl Progress {
 }
 
 pub(crate) async fn run(store: Store, progress: Arc<Progress>) {
-    let mut cache: HashMap<String, Exposures> = HashMap::new();
+    let mut cache = ExposureCache::default();
     match (
         store.aggregation_progress().await,
         store.last_batch_id().await,
@@ -85,9 +108,14 @@ pub(crate) async fn run(store: Store, progress: Arc<Progress>) {
 /// there was nothing to fold.
 pub async fn fold_next(
     store: &Store,
-    cache: &mut HashMap<String, Exposures>,
+    cache: &mut ExposureCache,
 ) -> Result<Option<i64>, StoreError> {
     let from = store.aggregation_progress().await?;
+    if from != cache.at {
+        // Someone else folded since (or this is the first fold).
+        cache.clear();
+        cache.at = from;
+    }
     let batches = store.batches_after(from, BATCHES_PER_FOLD).await?;
     let Some(through) = batches.last().map(|b| b.id) else {
         return Ok(None);
@@ -112,7 +140,7 @@ pub async fn fold_next(
     .await
     .map_err(|e| StoreError::Corrupt(format!("reading event batches failed: {e}")))??;
 
-    if cache.values().map(HashMap::len).sum::<usize>() > MAX_CACHED_UNITS {
+    if cache.len() > MAX_CACHED_UNITS {
         cache.clear();
     }
     let mut writes = Vec::with_capacity(by_environment.len());
@@ -127,7 +155,7 @@ pub async fn fold_next(
             Vec::new()
         });
         let cuped = cuped_metrics(store, &environment, &metrics).await?;
-        let known = cache.entry(environment.clone()).or_default();
+        let known = cache.units.entry(environment.clone()).or_default();
         // Attribution needs every exposure of a unit that sent a track event,
         // so those units are read from the store when not cached. A unit
         // that only appears in exposures needs no lookup: the store's upsert
@@ -180,7 +208,12 @@ pub async fn fold_next(
         *known = owned;
         writes.push(to_write(environment, folded));
     }
-    store.write_folds(&writes, from, through).await?;
+    if let Err(error) = store.write_folds(&writes, from, through).await {
+        // What was folded into the cache was not written.
+        cache.clear();
+        return Err(error);
+    }
+    cache.at = through;
     Ok(Some(through))
 }
 

@@ -64,6 +64,15 @@ pub enum Command {
     /// The admin token is read from ROLLGATE_ADMIN_TOKEN: on a store without
     /// tokens it becomes the first admin token.
     Serve(ServeArgs),
+    /// Create the store, or bring its schema up to date, and show its migrations.
+    Migrate(MigrateArgs),
+    /// Write every table of the store to a file, from one consistent snapshot.
+    ///
+    /// The file restores into either backend: `backup` from SQLite, then
+    /// `restore --database-url` moves a store to PostgreSQL.
+    Backup(BackupArgs),
+    /// Load a file written by `backup` into a new, empty store.
+    Restore(RestoreArgs),
     /// Create or update the segments, flags, metrics and experiments of a TOML or JSON file.
     Apply(ApplyArgs),
     /// Write an environment's segments, flags, metrics and experiments in the format `apply` reads.
@@ -101,6 +110,36 @@ pub struct ServeArgs {
         value_name = "HOST:PORT"
     )]
     pub addr: String,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The file to write, or `-` for standard output.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A file written by `rollgate backup`, or `-` for standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 
     #[command(flatten)]
     pub database: DatabaseArgs,

@@ -10,7 +10,7 @@
 //! group commit; with the aggregator idle or mid-fold); no assertion depends
 //! on it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -452,7 +452,7 @@ fn every_acknowledged_event_counts_once_after_sigkill() {
             (all_batches * EVENTS_PER_BATCH) as i64,
             "every batch is stored exactly once"
         );
-        let mut cache = HashMap::new();
+        let mut cache = ingest::aggregator::ExposureCache::default();
         while ingest::aggregator::fold_next(&store, &mut cache)
             .await
             .expect("fold")

@@ -38,6 +38,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// safety net for changes the process did not see (e.g. made by another tool).
 const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long to wait before listening again after the change notices failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
 /// Opens the store and prepares the shared state: the `production`
 /// environment on an empty store, the bootstrap admin token, the snapshots.
 pub async fn prepare(store: Store, admin_token: Option<&str>) -> anyhow::Result<Arc<AppState>> {
@@ -69,6 +72,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     spawn_resync(state.clone());
+    spawn_change_listener(state.clone());
     rollouts::spawn_controller(state.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
@@ -83,24 +87,82 @@ fn spawn_resync(state: Arc<AppState>) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let environments = match state.store.list_environments().await {
-                Ok(envs) => envs,
+            resync_all(&state).await;
+        }
+    });
+}
+
+/// Compares every environment's snapshot and the tokens with the store, and
+/// reloads what is stale; recomputes the automatic selections.
+async fn resync_all(state: &AppState) {
+    let environments = match state.store.list_environments().await {
+        Ok(envs) => envs,
+        Err(error) => {
+            tracing::warn!(message = "Resync could not list environments.", %error);
+            return;
+        }
+    };
+    for env in environments {
+        // Every resync recomputes automatic selections from the latest data;
+        // the snapshot is rebuilt when stale or changed.
+        let stale =
+            state.snapshot(&env.key).revision != env.revision || !state.has_environment(&env.key);
+        if let Err(error) = state.resync_environment(&env.key, stale).await {
+            tracing::warn!(message = "Resync could not reload an environment.", environment = env.key, %error);
+        }
+    }
+    if let Err(error) = state.reload_tokens().await {
+        tracing::warn!(message = "Resync could not reload tokens.", %error);
+    }
+}
+
+/// On PostgreSQL, reloads what other replicas change as soon as they commit
+/// it (the store's change notices); after a lost connection, everything.
+/// The periodic resync stays as the safety net.
+fn spawn_change_listener(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match state.store.listen_changes().await {
+                Ok(Some(listener)) => listener,
+                // SQLite: one process, nothing to hear.
+                Ok(None) => return,
                 Err(error) => {
-                    tracing::warn!(message = "Resync could not list environments.", %error);
+                    tracing::warn!(message = "Cannot listen for changes of other replicas; retrying.", %error);
+                    tokio::time::sleep(LISTEN_RETRY).await;
                     continue;
                 }
             };
-            for env in environments {
-                // Every resync recomputes automatic selections from the
-                // latest data; the snapshot is rebuilt when stale or changed.
-                let stale = state.snapshot(&env.key).revision != env.revision
-                    || !state.has_environment(&env.key);
-                if let Err(error) = state.resync_environment(&env.key, stale).await {
-                    tracing::warn!(message = "Resync could not reload an environment.", environment = env.key, %error);
+            // Changes committed before the subscription are caught here.
+            resync_all(&state).await;
+            loop {
+                match listener.next().await {
+                    Ok(Some(store::ChangeNotice::Environment(key))) => {
+                        let current = state.store.get_environment(&key).await;
+                        let stale = match &current {
+                            Ok(Some(env)) => state.snapshot(&key).revision != env.revision,
+                            _ => true,
+                        };
+                        if stale && let Err(error) = state.reload_environment(&key).await {
+                            tracing::warn!(message = "Could not reload a changed environment.", environment = key, %error);
+                        }
+                    }
+                    Ok(Some(store::ChangeNotice::Tokens)) => {
+                        if let Err(error) = state.reload_tokens().await {
+                            tracing::warn!(message = "Could not reload changed tokens.", %error);
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!(
+                            message = "Lost the change notices' connection; reloading everything."
+                        );
+                        resync_all(&state).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(message = "Change notices failed; listening again.", %error);
+                        tokio::time::sleep(LISTEN_RETRY).await;
+                        break;
+                    }
                 }
-            }
-            if let Err(error) = state.reload_tokens().await {
-                tracing::warn!(message = "Resync could not reload tokens.", %error);
             }
         }
     });
@@ -231,9 +293,14 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+    // Per replica, not per process-wide recorder: whether this one runs the
+    // rollout controller.
+    let leading = state.leading.load(std::sync::atomic::Ordering::Relaxed);
+    let body = format!(
+        "{}# HELP rollgate_controller_leader 1 when this replica runs the rollout controller.\n\
+         # TYPE rollgate_controller_leader gauge\nrollgate_controller_leader {}\n",
         state.telemetry.render(),
-    )
-        .into_response()
+        u8::from(leading)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

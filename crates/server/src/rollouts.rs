@@ -436,15 +436,42 @@ pub async fn step_all(state: &AppState) {
 }
 
 /// Runs the controller: a step of every active rollout every [`TICK`] and
-/// right after every fold of new events.
+/// right after every fold of new events — on the one replica that leads
+/// (`store::Leadership`). The others try to take the lead every tick, so
+/// when the leader dies another continues from the stored state within a
+/// tick or two.
 pub fn spawn_controller(state: Arc<AppState>) {
     tokio::spawn(async move {
+        let mut leadership: Option<store::Leadership> = None;
         loop {
+            if let Some(lead) = &mut leadership
+                && !lead.holds().await
+            {
+                tracing::warn!(message = "Lost the rollout controller's lock; standing by.");
+                leadership = None;
+            }
+            if leadership.is_none() {
+                match state.store.try_lead().await {
+                    Ok(Some(lead)) => {
+                        tracing::info!(message = "This replica runs the rollout controller.");
+                        leadership = Some(lead);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(message = "Could not try for the rollout controller's lock.", %error);
+                    }
+                }
+            }
+            state
+                .leading
+                .store(leadership.is_some(), std::sync::atomic::Ordering::Relaxed);
+            if leadership.is_some() {
+                step_all(&state).await;
+            }
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
                 () = state.ingest.folded() => {}
             }
-            step_all(&state).await;
         }
     });
 }

@@ -42,6 +42,9 @@ pub struct AppState {
     /// The latest automatic selections (Thompson sampling) per environment,
     /// laid over every rebuilt snapshot.
     selections: std::sync::Mutex<HashMap<String, Vec<Selection>>>,
+    /// Whether this replica runs the rollout controller (on PostgreSQL one
+    /// replica of several does; on SQLite always, once started).
+    pub leading: std::sync::atomic::AtomicBool,
 }
 
 /// The choice probabilities of an automatically selecting arm.
@@ -66,6 +69,7 @@ impl AppState {
             tokens: ArcSwap::from_pointee(HashMap::new()),
             reload: tokio::sync::Mutex::new(()),
             selections: std::sync::Mutex::new(HashMap::new()),
+            leading: std::sync::atomic::AtomicBool::new(false),
         });
         for env in state.store.list_environments().await? {
             state.refresh_selections(&env.key).await?;

@@ -542,6 +542,11 @@ async fn add_to_bucket(
     .bind(total.events)
     .bind(total.max_value)
     .bind(total.sketch)
+    // sqlx's `Any` driver binds a NULL double as PostgreSQL `float4` (its
+    // `Real` and `Double` nulls are swapped); a statement kept prepared with
+    // that type would refuse the `float8` of a later bucket with a maximum.
+    // So the statement without a maximum is prepared anew each time.
+    .persistent(total.max_value.is_some())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -17,6 +17,10 @@ pub enum StoreError {
     /// A stored row cannot be read back (edited by hand, or a bug).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A backup that cannot be written, or a file that cannot be restored:
+    /// not a backup, cut short or garbled, or from a newer Rollgate.
+    #[error("{0}")]
+    Backup(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

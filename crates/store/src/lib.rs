@@ -19,6 +19,8 @@
 
 mod aggregates;
 mod audit;
+mod backup;
+mod cluster;
 mod config;
 mod error;
 mod events;
@@ -39,6 +41,8 @@ pub use aggregates::{
     UnitTotal, VariantExposures,
 };
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
+pub use backup::{AppliedMigration, BACKUP_FORMAT, BACKUP_FORMAT_VERSION, BackupSummary};
+pub use cluster::{CHANGES_CHANNEL, CONTROLLER_LOCK, ChangeListener, ChangeNotice, Leadership};
 pub use config::{
     AppliedChange, ApplyOptions, ApplyReport, Change, ChangeAction, FlagVersion, ItemKind,
     MetricVersion, StoredExperiment, StoredFlag, StoredMetric, StoredRollout, StoredSegment,
@@ -70,6 +74,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database URL (for the connections of `cluster`: notices and
+    /// the controller's lock live outside the pool).
+    url: Option<Arc<str>>,
     /// Serialises writers (see the crate invariants).
     write: Arc<tokio::sync::Mutex<()>>,
 }
@@ -145,6 +152,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
+            url: Some(Arc::from(url)),
             write: Arc::new(tokio::sync::Mutex::new(())),
         })
     }

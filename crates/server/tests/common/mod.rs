@@ -1,5 +1,9 @@
 //! Shared helpers for the server's integration tests: a real server on a
-//! loopback port with a fresh SQLite data dir, and a small JSON client.
+//! loopback port with a fresh store, and a small JSON client.
+//!
+//! The store is a SQLite file in a fresh data dir, or, with
+//! `ROLLGATE_TEST_SERVER_BACKEND=postgres`, a fresh PostgreSQL database
+//! (`store::test_support`): `scripts/test` runs this suite both ways.
 #![allow(dead_code)]
 
 use reqwest::{Method, StatusCode};
@@ -14,6 +18,8 @@ pub struct TestServer {
     pub url: String,
     pub http: reqwest::Client,
     pub data_dir: tempfile::TempDir,
+    /// The PostgreSQL database, when the suite runs on PostgreSQL.
+    pub database: Option<std::sync::Arc<store::test_support::TestDatabase>>,
     /// The running server's state, for tests that look behind the API.
     pub state: std::sync::Arc<server::state::AppState>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -26,14 +32,45 @@ pub async fn start() -> TestServer {
 
 /// A server whose event queue holds `ingest_queue` batches.
 pub async fn start_with_queue(ingest_queue: usize) -> TestServer {
-    start_in(tempfile::tempdir().expect("temp dir"), ingest_queue).await
+    let database = if on_postgres() {
+        Some(std::sync::Arc::new(
+            store::test_support::TestDatabase::create()
+                .await
+                .expect("ROLLGATE_TEST_DATABASE_URL for a PostgreSQL run"),
+        ))
+    } else {
+        None
+    };
+    start_in(
+        Stored {
+            data_dir: tempfile::tempdir().expect("temp dir"),
+            database,
+        },
+        ingest_queue,
+    )
+    .await
 }
 
-/// A server on an existing data dir (a restart).
-pub async fn start_in(data_dir: tempfile::TempDir, ingest_queue: usize) -> TestServer {
-    let store = store::Store::open_sqlite(data_dir.path())
-        .await
-        .expect("open store");
+/// Whether this run of the suite is on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("ROLLGATE_TEST_SERVER_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// Where a server's data lives, kept across a restart.
+pub struct Stored {
+    pub data_dir: tempfile::TempDir,
+    pub database: Option<std::sync::Arc<store::test_support::TestDatabase>>,
+}
+
+/// A server on existing data (a restart).
+pub async fn start_in(stored: Stored, ingest_queue: usize) -> TestServer {
+    let Stored { data_dir, database } = stored;
+    let store = match &database {
+        Some(database) => database.store().await.expect("open store"),
+        None => store::Store::open_sqlite(data_dir.path())
+            .await
+            .expect("open store"),
+    };
     let state = server::prepare_with(store, Some(ADMIN_TOKEN), ingest_queue)
         .await
         .expect("prepare server");
@@ -50,6 +87,7 @@ pub async fn start_in(data_dir: tempfile::TempDir, ingest_queue: usize) -> TestS
         state,
         http: reqwest::Client::new(),
         data_dir,
+        database,
         shutdown: Some(tx),
         task: Some(task),
     }
@@ -123,7 +161,7 @@ impl TestServer {
     /// Folds everything stored so far (the background aggregator may race;
     /// a conflict just means it got there first).
     pub async fn fold_all(&self) {
-        let mut cache = std::collections::HashMap::new();
+        let mut cache = ingest::aggregator::ExposureCache::default();
         loop {
             match ingest::aggregator::fold_next(&self.state.store, &mut cache).await {
                 Ok(Some(_)) => {}
@@ -138,8 +176,8 @@ impl TestServer {
         self.stop_keeping_data().await;
     }
 
-    /// Stops the server and hands back its data dir, for a restart.
-    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+    /// Stops the server and hands back its data, for a restart.
+    pub async fn stop_keeping_data(mut self) -> Stored {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -149,7 +187,10 @@ impl TestServer {
                 .expect("server stops cleanly");
         }
         let placeholder = tempfile::tempdir().expect("temp dir");
-        std::mem::replace(&mut self.data_dir, placeholder)
+        Stored {
+            data_dir: std::mem::replace(&mut self.data_dir, placeholder),
+            database: self.database.take(),
+        }
     }
 }
 
