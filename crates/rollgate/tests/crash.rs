@@ -10,10 +10,12 @@
 //! group commit; with the aggregator idle or mid-fold); no assertion depends
 //! on it.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rollgate");
+use common::BIN;
 const ADMIN: &str = "crash-admin-token";
 const ENVIRONMENT: &str = "production";
 /// A flag of examples/quickstart.toml, with variants `simple` and `advanced`.
@@ -67,31 +69,9 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `rollgate serve` on a free loopback port and waits for its
-    /// "listening" line (no sleeping: the line is the readiness signal).
     fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("ROLLGATE_ADMIN_TOKEN", ADMIN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rollgate serve");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("serve printed its address before exiting")
-                .expect("read stderr");
-            if let Some(rest) = line.split("Rollgate listening on ").nth(1) {
-                break rest.trim().to_owned();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, url) =
+            common::spawn_serve(&[OsStr::new("--data-dir"), data_dir.as_os_str()], ADMIN);
         Server {
             child: Mutex::new(child),
             url,

@@ -2,11 +2,13 @@
 //! right after the CLI reports success, and a restarted server on the same
 //! data directory still has every change.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rollgate");
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Child, Command};
+
+use common::BIN;
 const ADMIN: &str = "durability-admin-token";
 
 struct Server {
@@ -15,31 +17,9 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `rollgate serve` on a free loopback port and waits for its
-    /// "listening" line (no sleeping: the line is the readiness signal).
     fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("ROLLGATE_ADMIN_TOKEN", ADMIN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rollgate serve");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("serve printed its address before exiting")
-                .expect("read stderr");
-            if let Some(rest) = line.split("Rollgate listening on ").nth(1) {
-                break rest.trim().to_owned();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, url) =
+            common::spawn_serve(&[OsStr::new("--data-dir"), data_dir.as_os_str()], ADMIN);
         Server { child, url }
     }
 

@@ -7,15 +7,15 @@
 //! Waiting is polling for a state with a generous deadline (a safety net
 //! against a hang, not a timing assumption); nothing here asserts how fast.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use store::test_support::TestDatabase;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rollgate");
 const ADMIN: &str = "replica-admin-token";
 const UNITS: usize = 600;
 /// How long a state may take to appear before the test gives up.
@@ -30,38 +30,9 @@ struct Replica {
 }
 
 impl Replica {
-    /// Starts a replica on a free loopback port and waits for its
-    /// "listening" line.
+    /// Starts a replica on a free loopback port.
     fn start(database_url: &str) -> Replica {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--database-url"])
-            .arg(database_url)
-            .env("ROLLGATE_ADMIN_TOKEN", ADMIN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rollgate serve");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("serve printed its address before exiting")
-                .expect("read stderr");
-            if let Some(rest) = line.split("Rollgate listening on ").nth(1) {
-                break rest.trim().to_owned();
-            }
-        };
-        // Keep draining stderr; `ROLLGATE_TEST_LOGS=1` shows it.
-        let show = std::env::var_os("ROLLGATE_TEST_LOGS").is_some();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if show {
-                    eprintln!("[replica] {line}");
-                }
-            }
-        });
+        let (child, url) = common::spawn_serve(&["--database-url", database_url], ADMIN);
         Replica {
             child,
             url,
