@@ -96,6 +96,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Show who changed what, when and why.
     Audit(AuditArgs),
+    /// List webhook deliveries to notification channels, newest first.
+    Deliveries(DeliveriesArgs),
     /// Run a rollout plan's controller against synthetic traffic on a virtual clock (no server).
     Simulate(SimulateArgs),
 }
@@ -364,6 +366,17 @@ pub struct AuditArgs {
     /// Only the entries of this flag.
     #[arg(long, value_name = "KEY")]
     pub flag: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeliveriesArgs {
+    /// Only deliveries in this status: queued, delivered or failed.
+    #[arg(long, value_parser = ["queued", "delivered", "failed"])]
+    pub status: Option<String>,
+
+    /// At most this many deliveries (newest first).
+    #[arg(long)]
+    pub limit: Option<u32>,
 }
 
 /// The scenarios `rollgate simulate` knows (`rollout::simulate::SCENARIOS`).

@@ -1,6 +1,6 @@
 //! `rollgate`: the server (`rollgate serve`), the upkeep of its store
 //! (`migrate`, `backup`, `restore`) and the command line that manages it over
-//! HTTP (`apply`, `export`, `flags`, `metrics`, `token`, `eval`, `audit`).
+//! HTTP (`apply`, `export`, `flags`, `metrics`, `token`, `eval`, `audit`, `deliveries`).
 //!
 //! Architecture invariant: apart from `serve`, which wires the store into the
 //! server, and `migrate`, `backup` and `restore`, which work on the store

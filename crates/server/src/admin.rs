@@ -832,6 +832,11 @@ pub struct ConfigDocument {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub rollouts: Vec<rollout::RolloutSpec>,
+    /// Notification channels; their secrets are exported as `[redacted]`,
+    /// which applied again keeps the stored secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub channels: Vec<store::ChannelSpec>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -936,12 +941,32 @@ pub async fn apply(
                 changes.push(Change::DeleteRollout(r.spec.flag));
             }
         }
+        let named_channels: std::collections::HashSet<&str> =
+            doc.channels.iter().map(|c| c.key.as_str()).collect();
+        for c in state.store.list_channels(&env).await? {
+            if !named_channels.contains(c.spec.key.as_str()) {
+                changes.push(Change::DeleteChannel(c.spec.key));
+            }
+        }
     }
     changes.extend(doc.segments.into_iter().map(Change::UpsertSegment));
     changes.extend(doc.flags.into_iter().map(Change::UpsertFlag));
     changes.extend(doc.metrics.into_iter().map(Change::UpsertMetric));
     changes.extend(doc.experiments.into_iter().map(Change::UpsertExperiment));
     changes.extend(doc.rollouts.into_iter().map(Change::UpsertRollout));
+    if !doc.channels.is_empty() {
+        // An exported channel comes back with its secret redacted: keep the
+        // stored one.
+        let stored = state.store.list_channels(&env).await?;
+        changes.extend(doc.channels.into_iter().map(|mut channel| {
+            if channel.secret == store::REDACTED_SECRET
+                && let Some(current) = stored.iter().find(|c| c.spec.key == channel.key)
+            {
+                channel.secret = current.spec.secret.clone();
+            }
+            Change::UpsertChannel(channel)
+        }));
+    }
     let report = commit(
         &state,
         &env,
@@ -1005,6 +1030,13 @@ pub async fn export(
         .into_iter()
         .map(|r| r.spec)
         .collect();
+    let channels = state
+        .store
+        .list_channels(env)
+        .await?
+        .into_iter()
+        .map(|c| c.spec.redacted())
+        .collect();
     Ok(Json(ConfigDocument {
         environment: Some(env.to_owned()),
         segments,
@@ -1012,6 +1044,7 @@ pub async fn export(
         metrics,
         experiments,
         rollouts,
+        channels,
     }))
 }
 

@@ -9,6 +9,8 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod feedback;
+pub mod notify;
 pub mod ofrep;
 pub mod openapi;
 pub mod rollouts;
@@ -74,6 +76,7 @@ pub async fn serve(
     spawn_resync(state.clone());
     spawn_change_listener(state.clone());
     rollouts::spawn_controller(state.clone());
+    notify::spawn_worker(state.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -244,9 +247,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/audit", get(list_audit))
+        .route("/deliveries", get(notify::list_deliveries))
         .route(
             "/events",
             post(events::ingest).layer(DefaultBodyLimit::max(events::MAX_EVENTS_BODY_BYTES)),
+        )
+        .route(
+            "/feedback",
+            post(feedback::submit).layer(DefaultBodyLimit::max(feedback::MAX_FEEDBACK_BODY_BYTES)),
         );
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))

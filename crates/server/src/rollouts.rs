@@ -370,21 +370,50 @@ async fn try_step(
         .as_ref()
         .map(|c| format!("rollout {}", c.name()))
         .unwrap_or_else(|| format!("rollout {}", step.state.status.name()));
+    // What the step announces goes into its transaction: announced if and
+    // only if committed.
+    let announced = crate::notify::announcements(
+        environment,
+        &loaded.plan,
+        &loaded.state,
+        &step,
+        actor,
+        reason,
+        crate::now_ms(),
+    );
+    let deliveries = if announced.is_empty() {
+        Vec::new()
+    } else {
+        let channels: Vec<store::ChannelSpec> = state
+            .store
+            .list_channels(environment)
+            .await?
+            .into_iter()
+            .map(|c| c.spec)
+            .collect();
+        crate::notify::deliveries_for(&channels, &announced)
+    };
     state
         .store
-        .commit_rollout_step(StepCommit {
-            environment,
-            flag,
-            read_version: loaded.version,
-            state: state_json,
-            flag_change,
-            incidents,
-            new_window: step.state.phase_started_ms != loaded.state.phase_started_ms
-                || step.state.generation != loaded.state.generation,
-            actor,
-            reason: Some(reason.unwrap_or(&default_reason)),
-        })
+        .commit_rollout_step_announcing(
+            StepCommit {
+                environment,
+                flag,
+                read_version: loaded.version,
+                state: state_json,
+                flag_change,
+                incidents,
+                new_window: step.state.phase_started_ms != loaded.state.phase_started_ms
+                    || step.state.generation != loaded.state.generation,
+                actor,
+                reason: Some(reason.unwrap_or(&default_reason)),
+            },
+            &deliveries,
+        )
         .await?;
+    if !deliveries.is_empty() {
+        crate::notify::wake_worker();
+    }
     if let Err(error) = state.refresh_selections(environment).await {
         tracing::warn!(message = "Could not refresh the flag snapshot after a rollout step.", environment, %error);
     }

@@ -14,6 +14,7 @@ use sqlx::{AnyConnection, Row};
 use stats::{ExperimentSpec, FlagView, MetricSpec};
 
 use crate::audit::{self, NewEntry};
+use crate::channels::{ChannelSpec, REDACTED_SECRET, check_channels};
 use crate::{Store, StoreError, now_ms};
 
 /// One change to an environment's configuration.
@@ -37,6 +38,9 @@ pub enum Change {
     UpsertRollout(RolloutSpec),
     /// Deletes the rollout plan of a flag.
     DeleteRollout(String),
+    /// Creates the notification channel, or replaces it whole.
+    UpsertChannel(ChannelSpec),
+    DeleteChannel(String),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,6 +56,7 @@ pub enum ItemKind {
     Metric,
     Experiment,
     Rollout,
+    Channel,
 }
 
 impl ItemKind {
@@ -62,6 +67,7 @@ impl ItemKind {
             ItemKind::Metric => "metric",
             ItemKind::Experiment => "experiment",
             ItemKind::Rollout => "rollout",
+            ItemKind::Channel => "channel",
         }
     }
 
@@ -72,6 +78,7 @@ impl ItemKind {
             ItemKind::Metric => ("metrics", "metric_versions"),
             ItemKind::Experiment => ("experiments", "experiment_versions"),
             ItemKind::Rollout => ("rollouts", "rollout_versions"),
+            ItemKind::Channel => ("channels", "channel_versions"),
         }
     }
 }
@@ -164,6 +171,15 @@ pub struct StoredExperiment {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRollout {
     pub spec: RolloutSpec,
+    pub version: i64,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredChannel {
+    /// The spec with its secret in clear: show [`ChannelSpec::redacted`].
+    pub spec: ChannelSpec,
     pub version: i64,
     pub updated_at_ms: i64,
     pub updated_by: String,
@@ -283,6 +299,7 @@ struct Items {
     metrics: IndexMap<String, Current>,
     experiments: IndexMap<String, Current>,
     rollouts: IndexMap<String, Current>,
+    channels: IndexMap<String, Current>,
 }
 
 impl Items {
@@ -293,6 +310,7 @@ impl Items {
             metrics: load_current(conn, ItemKind::Metric, environment).await?,
             experiments: load_current(conn, ItemKind::Experiment, environment).await?,
             rollouts: load_current(conn, ItemKind::Rollout, environment).await?,
+            channels: load_current(conn, ItemKind::Channel, environment).await?,
         })
     }
 
@@ -303,6 +321,7 @@ impl Items {
             ItemKind::Metric => &self.metrics,
             ItemKind::Experiment => &self.experiments,
             ItemKind::Rollout => &self.rollouts,
+            ItemKind::Channel => &self.channels,
         }
     }
 }
@@ -466,12 +485,14 @@ pub(crate) async fn apply_in(
                 .before
                 .as_deref()
                 .map(|t| parse::<Value>("audit before", t))
-                .transpose()?;
+                .transpose()?
+                .map(|v| redact_secret(p.kind, v));
             let after = p
                 .after
                 .as_deref()
                 .map(|t| parse::<Value>("audit after", t))
-                .transpose()?;
+                .transpose()?
+                .map(|v| redact_secret(p.kind, v));
             audit::record(
                 &mut *tx,
                 NewEntry {
@@ -651,6 +672,23 @@ impl Store {
         row.as_ref()
             .map(|r| current_from_row(r).and_then(|(_, c)| stored_rollout(c)))
             .transpose()
+    }
+
+    /// The environment's notification channels, by key (secrets in clear).
+    pub async fn list_channels(&self, environment: &str) -> Result<Vec<StoredChannel>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let current = load_current(&mut conn, ItemKind::Channel, environment).await?;
+        current
+            .into_values()
+            .map(|c| {
+                Ok(StoredChannel {
+                    spec: parse("channel spec", &c.spec)?,
+                    version: c.version,
+                    updated_at_ms: c.updated_at_ms,
+                    updated_by: c.updated_by,
+                })
+            })
+            .collect()
     }
 
     /// Every version of a metric definition, newest first; empty when it never existed.
@@ -892,6 +930,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
     let mut metrics_next: HashMap<String, Option<String>> = HashMap::new();
     let mut experiments_next: HashMap<String, Option<String>> = HashMap::new();
     let mut rollouts_next: HashMap<String, Option<String>> = HashMap::new();
+    let mut channels_next: HashMap<String, Option<String>> = HashMap::new();
     let mut order: Vec<(ItemKind, String)> = Vec::new();
 
     for change in changes {
@@ -918,6 +957,10 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
                 Some(canonical(&spec)?),
             ),
             Change::DeleteRollout(flag) => (ItemKind::Rollout, flag, None),
+            Change::UpsertChannel(spec) => {
+                (ItemKind::Channel, spec.key.clone(), Some(canonical(&spec)?))
+            }
+            Change::DeleteChannel(key) => (ItemKind::Channel, key, None),
         };
         let now = now_items.of(kind);
         let next_map = match kind {
@@ -926,6 +969,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
             ItemKind::Metric => &mut metrics_next,
             ItemKind::Experiment => &mut experiments_next,
             ItemKind::Rollout => &mut rollouts_next,
+            ItemKind::Channel => &mut channels_next,
         };
         if next.is_none() && !now.contains_key(&key) {
             return Err(StoreError::not_found(kind.as_str(), &key));
@@ -949,6 +993,8 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
     let metric_specs = merged::<MetricSpec>(&now_items.metrics, &metrics_next)?;
     let experiment_specs = merged::<ExperimentSpec>(&now_items.experiments, &experiments_next)?;
     let rollout_specs = merged::<RolloutSpec>(&now_items.rollouts, &rollouts_next)?;
+    let channel_specs = merged::<ChannelSpec>(&now_items.channels, &channels_next)?;
+    problems.extend(check_channels(&channel_specs));
     // Every check runs, so that a change with bad flags, metrics and
     // experiments hears of all its problems at once.
     if let Err(errors) = flags::compile(&flag_specs, &segment_specs) {
@@ -1022,6 +1068,7 @@ fn plan_changes(changes: Vec<Change>, now_items: &Items) -> Result<Vec<Planned>,
                 ItemKind::Metric => &metrics_next,
                 ItemKind::Experiment => &experiments_next,
                 ItemKind::Rollout => &rollouts_next,
+                ItemKind::Channel => &channels_next,
             };
             let before = now.get(&key).map(|c| c.spec.clone());
             let after = next.get(&key).cloned().flatten();
@@ -1055,8 +1102,19 @@ fn same_spec(kind: ItemKind, stored: &str, next: &str) -> Result<bool, StoreErro
         ItemKind::Metric => canonical(&parse::<MetricSpec>("metric spec", stored)?)?,
         ItemKind::Experiment => canonical(&parse::<ExperimentSpec>("experiment spec", stored)?)?,
         ItemKind::Rollout => canonical(&parse::<RolloutSpec>("rollout spec", stored)?)?,
+        ItemKind::Channel => canonical(&parse::<ChannelSpec>("channel spec", stored)?)?,
     };
     Ok(stored == next)
+}
+
+/// A channel's spec as the audit log shows it: without its secret.
+fn redact_secret(kind: ItemKind, mut spec: Value) -> Value {
+    if kind == ItemKind::Channel
+        && let Some(secret) = spec.get_mut("secret")
+    {
+        *secret = Value::String(REDACTED_SECRET.to_owned());
+    }
+    spec
 }
 
 /// What an experiment needs to know of a flag: its variants and its splits.

@@ -20,8 +20,10 @@
 mod aggregates;
 mod audit;
 mod backup;
+mod channels;
 mod cluster;
 mod config;
+mod deliveries;
 mod error;
 mod events;
 mod rollouts;
@@ -42,11 +44,18 @@ pub use aggregates::{
 };
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use backup::{AppliedMigration, BACKUP_FORMAT, BACKUP_FORMAT_VERSION, BackupSummary};
+pub use channels::{
+    CHANNEL_EVENTS, ChannelFormat, ChannelSpec, REDACTED_SECRET, SUPPORT_LEVELS, check_channels,
+};
 pub use cluster::{CHANGES_CHANNEL, CONTROLLER_LOCK, ChangeListener, ChangeNotice, Leadership};
 pub use config::{
     AppliedChange, ApplyOptions, ApplyReport, Change, ChangeAction, FlagVersion, ItemKind,
-    MetricVersion, StoredExperiment, StoredFlag, StoredMetric, StoredRollout, StoredSegment,
-    flag_view,
+    MetricVersion, StoredChannel, StoredExperiment, StoredFlag, StoredMetric, StoredRollout,
+    StoredSegment, flag_view,
+};
+pub use deliveries::{
+    DEFAULT_DELIVERY_LIMIT, DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_QUEUED, Delivery,
+    DeliveryFilter, MAX_DELIVERY_LIMIT, NewDelivery,
 };
 pub use error::StoreError;
 pub use events::{Appended, NewBatch, StoredBatch};

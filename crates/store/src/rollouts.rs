@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 
 use crate::audit::{self, NewEntry};
 use crate::config::{Attribution, apply_in};
+use crate::deliveries::{NewDelivery, enqueue_in};
 use crate::{ApplyOptions, Change, Store, StoreError, now_ms};
 
 /// A rollout's stored state (the rollout crate's state as JSON).
@@ -152,6 +153,17 @@ impl Store {
         &self,
         step: StepCommit<'_>,
     ) -> Result<StepCommitted, StoreError> {
+        self.commit_rollout_step_announcing(step, &[]).await
+    }
+
+    /// [`Store::commit_rollout_step`] that also enqueues the deliveries
+    /// announcing the step, in the same transaction: a step that commits is
+    /// announced, and one that does not is not.
+    pub async fn commit_rollout_step_announcing(
+        &self,
+        step: StepCommit<'_>,
+        deliveries: &[NewDelivery],
+    ) -> Result<StepCommitted, StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
         let stored: Option<i64> =
@@ -256,6 +268,7 @@ impl Store {
             .await?;
             incidents.push(id);
         }
+        enqueue_in(&mut tx, step.environment, deliveries).await?;
         tx.commit().await?;
         Ok(StepCommitted {
             version,

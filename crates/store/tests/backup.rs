@@ -11,8 +11,8 @@ use store::on_both_backends;
 use store::test_support::{Holder, TEST_ENVIRONMENT as ENV, TestDatabase};
 use store::{
     ApplyOptions, AuditFilter, Backend, BucketRow, Change, CovariateRow, ExposureRow, FoldWrite,
-    HistoryDelta, MAX_AUDIT_LIMIT, NewBatch, NewIncident, StepCommit, Store, StoreError, TokenKind,
-    TotalDelta,
+    HistoryDelta, MAX_AUDIT_LIMIT, NewBatch, NewDelivery, NewIncident, StepCommit, Store,
+    StoreError, TokenKind, TotalDelta,
 };
 
 const STAGING: &str = "staging";
@@ -109,6 +109,13 @@ async fn fill(store: &Store) -> Filled {
     changes.extend(metrics().into_iter().map(Change::UpsertMetric));
     changes.push(Change::UpsertExperiment(experiment()));
     changes.push(Change::UpsertRollout(rollout()));
+    changes.push(Change::UpsertChannel(
+        serde_json::from_value(json!({
+            "key": "ops", "url": "https://hooks.example.com/T0", "format": "slack",
+            "secret": "s3cret", "events": ["rollback", "incident_opened"], "levels": ["L2", "L3"]
+        }))
+        .expect("channel"),
+    ));
     apply(
         store,
         ENV,
@@ -257,25 +264,32 @@ async fn fill(store: &Store) -> Filled {
     // The rollout's first phase: its state, an incident, and the window's
     // baseline copied from the checkout totals.
     store
-        .commit_rollout_step(StepCommit {
-            environment: ENV,
-            flag: "checkout",
-            read_version: None,
-            state: r#"{"status":"running","phase":0}"#.to_owned(),
-            flag_change: Some(flag(
-                "checkout",
-                json!({"split": {"advanced": 5, "simple": 95}}),
-            )),
-            incidents: vec![NewIncident {
-                kind: "guard".into(),
-                severity: "critical".into(),
-                title: "error_rate above 5%".into(),
-                evidence: Some(json!({"metric": "error_rate", "interval": [0.06, 0.09]})),
+        .commit_rollout_step_announcing(
+            StepCommit {
+                environment: ENV,
+                flag: "checkout",
+                read_version: None,
+                state: r#"{"status":"running","phase":0}"#.to_owned(),
+                flag_change: Some(flag(
+                    "checkout",
+                    json!({"split": {"advanced": 5, "simple": 95}}),
+                )),
+                incidents: vec![NewIncident {
+                    kind: "guard".into(),
+                    severity: "critical".into(),
+                    title: "error_rate above 5%".into(),
+                    evidence: Some(json!({"metric": "error_rate", "interval": [0.06, 0.09]})),
+                }],
+                new_window: true,
+                actor: "controller",
+                reason: Some("phase beta"),
+            },
+            &[NewDelivery {
+                channel: "ops".into(),
+                event: "phase_started".into(),
+                body: r#"{"event":"phase_started"}"#.into(),
             }],
-            new_window: true,
-            actor: "controller",
-            reason: Some("phase beta"),
-        })
+        )
         .await
         .expect("rollout step");
     Filled { client_secret }
@@ -325,6 +339,22 @@ async fn answers(store: &Store) -> Vec<(String, String)> {
             &mut out,
             format!("{env} rollout states"),
             &store.rollout_states(env).await.expect("states"),
+        );
+        note(
+            &mut out,
+            format!("{env} channels"),
+            &store.list_channels(env).await.expect("channels"),
+        );
+        note(
+            &mut out,
+            format!("{env} deliveries"),
+            &store
+                .deliveries(&store::DeliveryFilter {
+                    environment: Some(env.to_owned()),
+                    ..Default::default()
+                })
+                .await
+                .expect("deliveries"),
         );
         note(
             &mut out,

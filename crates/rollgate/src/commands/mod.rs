@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod data;
+pub mod deliveries;
 pub mod eval;
 pub mod experiment;
 pub mod flags;
@@ -43,6 +44,7 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
             Command::Token(command) => tokens::run(&client, global, command).await,
             Command::Eval(args) => eval::run(&client, global, &args).await,
             Command::Audit(args) => audit::run(&client, global, &args).await,
+            Command::Deliveries(args) => deliveries::run(&client, global, &args).await,
             Command::Serve(_) => Err(anyhow!("`serve` does not run as a client command")),
             Command::Migrate(_) | Command::Backup(_) | Command::Restore(_) => Err(anyhow!(
                 "`migrate`, `backup` and `restore` do not run as client commands"

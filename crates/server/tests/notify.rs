@@ -1,0 +1,344 @@
+//! Notification channels end to end: a real webhook receiver on loopback,
+//! a channel pointing at it, a rollout that a planted error regression rolls
+//! back. The rollback alert arrives signed and names the flag, the phase, the
+//! trigger and the evidence; a receiver that fails twice gets the delivery on
+//! the third attempt; `GET /api/v1/deliveries` shows attempts and status.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const UNITS: usize = 1_000;
+const SECRET: &str = "webhook-secret";
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: String,
+}
+
+/// A webhook receiver on a loopback port that records every request and
+/// answers 500 to the first `fail_first` of them.
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn receiver(fail_first: usize) -> Receiver {
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let failures = Arc::new(AtomicUsize::new(fail_first));
+    let app = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let (received, failures) = (received.clone(), failures.clone());
+                async move {
+                    received
+                        .lock()
+                        .expect("lock")
+                        .push(Received { headers, body });
+                    let failing = failures
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if failing {
+                        AxumStatus::INTERNAL_SERVER_ERROR
+                    } else {
+                        AxumStatus::NO_CONTENT
+                    }
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver { url, received }
+}
+
+impl Receiver {
+    fn requests(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    /// Waits (polling, with a deadline) until `n` requests arrived.
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.requests();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} requests arrived: {got:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Retries after 10 ms, 20 ms, …: the test never waits seconds.
+fn fast_retries() {
+    server::notify::set_delivery_policy(server::notify::DeliveryPolicy {
+        backoff_base_ms: 10,
+        poll_interval_ms: 20,
+        ..server::notify::DeliveryPolicy::default()
+    });
+}
+
+fn config(url: &str, format: &str, events: Value) -> Value {
+    json!({
+        "flags": [{
+            "key": "calc-model", "type": "string", "off_variant": "simple",
+            "variants": {"simple": "simple", "advanced": "advanced"},
+            "default": {"serve": {"variant": "simple"}}
+        }],
+        "metrics": [
+            {"key": "error_rate", "kind": "ratio", "numerator": "calc_error",
+             "denominator": "calc_request", "higher_is_better": false}
+        ],
+        "rollouts": [{
+            "flag": "calc-model", "treatment": "advanced", "control": "simple",
+            "phases": [
+                {"name": "beta", "percent": 30, "duration": "1h"},
+                {"name": "everyone", "percent": 100, "duration": "1h"}
+            ],
+            "guards": [{"metric": "error_rate", "max": 0.02, "action": "rollback",
+                        "min_samples": 100}]
+        }],
+        "channels": [{
+            "key": "ops", "url": url, "format": format, "secret": SECRET,
+            "events": events, "levels": ["L2", "L3"]
+        }]
+    })
+}
+
+fn verify(secret: &str, body: &str, header: &str) -> bool {
+    server::notify::signature(secret, body.as_bytes()) == header
+}
+
+async fn served(server: &common::TestServer, token: &str, unit: &str) -> String {
+    let reply = server
+        .eval(token, "calc-model", json!({"targetingKey": unit}))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["variant"].as_str().expect("variant").to_owned()
+}
+
+/// Starts the rollout and plants a 10% error rate in the treatment; the
+/// controller's next step rolls it back.
+async fn roll_back_on_a_regression(server: &common::TestServer) {
+    let token = server.client_token("production").await;
+    let started = server
+        .admin(
+            Method::POST,
+            "/api/v1/rollouts/calc-model/start",
+            Some(json!({"reason": "beta"})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    let mut events = Vec::new();
+    let now = server::admin::rfc3339(server::now_ms());
+    for i in 0..UNITS {
+        let unit = format!("user-{i}");
+        let treated = served(server, &token, &unit).await == "advanced";
+        for k in 0..10 {
+            events.push(json!({"kind": "track", "name": "calc_request", "targetingKey": unit, "timestamp": now}));
+            if k == 0 && (treated || i % 20 == 0) {
+                events.push(json!({"kind": "track", "name": "calc_error", "targetingKey": unit, "timestamp": now}));
+            }
+        }
+    }
+    server.state.ingest.flush_exposures().await.expect("flush");
+    for chunk in events.chunks(1000) {
+        let reply = server
+            .call(
+                Method::POST,
+                "/api/v1/events",
+                Some(&token),
+                Some(json!({"events": chunk})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    server.fold_all().await;
+    server::rollouts::step_all(&server.state).await;
+    let status = server
+        .admin(Method::GET, "/api/v1/rollouts/calc-model", None)
+        .await;
+    assert_eq!(status.body["status"], "rolled_back", "{}", status.text);
+}
+
+#[tokio::test]
+async fn a_rollback_alert_arrives_signed_and_names_flag_phase_trigger_and_evidence() {
+    fast_retries();
+    let hook = receiver(0).await;
+    let server = common::start().await;
+    let applied = server
+        .apply(config(
+            &hook.url,
+            "json",
+            json!(["rollback", "phase_started"]),
+        ))
+        .await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
+
+    roll_back_on_a_regression(&server).await;
+    let got = hook.wait_for(2).await;
+    let events: Vec<&str> = got
+        .iter()
+        .map(|r| r.headers["x-rollgate-event"].to_str().expect("ascii"))
+        .collect();
+    assert_eq!(events, ["phase_started", "rollback"]);
+    let alert = &got[1];
+    let signature = alert.headers["x-rollgate-signature"]
+        .to_str()
+        .expect("ascii");
+    assert!(verify(SECRET, &alert.body, signature), "{signature}");
+    assert!(!verify("another secret", &alert.body, signature));
+    assert!(alert.headers.contains_key("x-rollgate-delivery"));
+
+    let body: Value = serde_json::from_str(&alert.body).expect("json body");
+    assert_eq!(body["event"], "rollback");
+    assert_eq!(body["flag"], "calc-model");
+    assert_eq!(body["phase"], "beta");
+    assert_eq!(body["percent"], 30.0);
+    assert_eq!(body["trigger"]["kind"], "guard", "{body}");
+    let guard = &body["trigger"]["guards"][0];
+    assert_eq!(guard["metric"], "error_rate", "{body}");
+    assert_eq!(guard["limit"]["max"], 0.02, "{body}");
+    assert!(guard["value"].as_f64().expect("value") > 0.02, "{body}");
+    assert!(
+        guard["interval"]["lower"].as_f64().expect("lower") > 0.02,
+        "{body}"
+    );
+    assert_eq!(body["evidence"][0]["outcome"]["verdict"], "breached");
+    assert!(
+        body["evidence"][0]["values"]
+            .as_array()
+            .expect("values")
+            .len()
+            >= 2
+    );
+
+    let listed = server
+        .admin(Method::GET, "/api/v1/deliveries?status=delivered", None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let deliveries = listed.body["deliveries"].as_array().expect("deliveries");
+    assert_eq!(deliveries.len(), 2, "{}", listed.text);
+    assert_eq!(deliveries[0]["event"], "rollback");
+    assert_eq!(deliveries[0]["attempts"], 1);
+    // The secret is never shown.
+    let export = server.admin(Method::GET, "/api/v1/export", None).await;
+    assert_eq!(export.body["channels"][0]["secret"], "[redacted]");
+    assert!(!export.text.contains(SECRET));
+    let audit = server.admin(Method::GET, "/api/v1/audit", None).await;
+    assert!(!audit.text.contains(SECRET), "{}", audit.text);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_delivery_on_the_third_attempt() {
+    fast_retries();
+    let hook = receiver(2).await;
+    let server = common::start().await;
+    let applied = server.apply(config(&hook.url, "slack", json!(["*"]))).await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
+    // Re-applying the export keeps the stored secret behind `[redacted]`.
+    let export = server.admin(Method::GET, "/api/v1/export", None).await;
+    let again = server.apply(export.body.clone()).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert!(
+        again.body["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .all(|c| c["action"] == "unchanged"),
+        "{}",
+        again.text
+    );
+
+    let started = server
+        .admin(
+            Method::POST,
+            "/api/v1/rollouts/calc-model/start",
+            Some(json!({"reason": "beta"})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    let got = hook.wait_for(3).await;
+    assert!(got.iter().all(|r| r.body == got[0].body), "the same body");
+    let ids: Vec<_> = got
+        .iter()
+        .map(|r| r.headers["x-rollgate-delivery"].clone())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "the same delivery");
+    let slack: Value = serde_json::from_str(&got[2].body).expect("json");
+    assert!(slack["text"].as_str().expect("text").contains("calc-model"));
+    assert!(slack["blocks"].is_array());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivered = loop {
+        let listed = server.admin(Method::GET, "/api/v1/deliveries", None).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        let first = listed.body["deliveries"][0].clone();
+        if first["status"] == "delivered" {
+            break first;
+        }
+        assert!(Instant::now() < deadline, "{}", listed.text);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(delivered["event"], "phase_started");
+    assert_eq!(delivered["attempts"], 3, "{delivered}");
+    assert_eq!(delivered["channel"], "ops");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_channel_is_refused_naming_the_problem() {
+    let server = common::start().await;
+    let base = config("https://hooks.example.com/T0", "json", json!(["rollback"]));
+    let with_channel = |change: &dyn Fn(&mut Value)| {
+        let mut doc = base.clone();
+        change(&mut doc["channels"][0]);
+        doc
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (with_channel(&|c| c["colour"] = json!("red")), "colour"),
+        (
+            with_channel(&|c| c["url"] = json!("ftp://hooks.example.com/")),
+            "url",
+        ),
+        (with_channel(&|c| c["url"] = json!("not a url")), "url"),
+        (
+            with_channel(&|c| c["events"] = json!(["rollback", "explosion"])),
+            "explosion",
+        ),
+        (with_channel(&|c| c["levels"] = json!(["L9"])), "L9"),
+    ];
+    for (doc, named) in cases {
+        let reply = server.apply(doc).await;
+        assert!(reply.status.is_client_error(), "{named}: {}", reply.text);
+        assert!(reply.text.contains(named), "{named}: {}", reply.text);
+    }
+    // Nothing of a refused document was written.
+    let export = server.admin(Method::GET, "/api/v1/export", None).await;
+    assert!(export.body.get("channels").is_none(), "{}", export.text);
+    let bad_status = server
+        .admin(Method::GET, "/api/v1/deliveries?status=lost", None)
+        .await;
+    assert_eq!(bad_status.status, StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
