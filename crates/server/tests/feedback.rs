@@ -45,14 +45,7 @@ async fn complaints_from_the_treatment_pause_the_rollout() {
     let applied = server.apply(config()).await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
     let token = server.client_token("production").await;
-    let started = server
-        .admin(
-            Method::POST,
-            "/api/v1/rollouts/calc-model/start",
-            Some(json!({"reason": "beta"})),
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    server.start_rollout("calc-model").await;
 
     // Units are served (OFREP records their exposures)...
     let mut served = Vec::with_capacity(UNITS);

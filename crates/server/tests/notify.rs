@@ -140,14 +140,7 @@ async fn served(server: &common::TestServer, token: &str, unit: &str) -> String 
 /// controller's next step rolls it back.
 async fn roll_back_on_a_regression(server: &common::TestServer) {
     let token = server.client_token("production").await;
-    let started = server
-        .admin(
-            Method::POST,
-            "/api/v1/rollouts/calc-model/start",
-            Some(json!({"reason": "beta"})),
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    server.start_rollout("calc-model").await;
     let mut events = Vec::new();
     let now = server::admin::rfc3339(server::now_ms());
     for i in 0..UNITS {
@@ -161,17 +154,7 @@ async fn roll_back_on_a_regression(server: &common::TestServer) {
         }
     }
     server.state.ingest.flush_exposures().await.expect("flush");
-    for chunk in events.chunks(1000) {
-        let reply = server
-            .call(
-                Method::POST,
-                "/api/v1/events",
-                Some(&token),
-                Some(json!({"events": chunk})),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    }
+    server.send_events(&token, &events).await;
     server.fold_all().await;
     server::rollouts::step_all(&server.state).await;
     let status = server
@@ -270,14 +253,7 @@ async fn a_receiver_that_fails_twice_gets_the_delivery_on_the_third_attempt() {
         again.text
     );
 
-    let started = server
-        .admin(
-            Method::POST,
-            "/api/v1/rollouts/calc-model/start",
-            Some(json!({"reason": "beta"})),
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    server.start_rollout("calc-model").await;
     let got = hook.wait_for(3).await;
     assert!(got.iter().all(|r| r.body == got[0].body), "the same body");
     let ids: Vec<_> = got

@@ -120,17 +120,7 @@ async fn a_planted_error_regression_rolls_the_release_back() {
             }
         }
     }
-    for chunk in events.chunks(1000) {
-        let reply = server
-            .call(
-                Method::POST,
-                "/api/v1/events",
-                Some(&token),
-                Some(json!({"events": chunk})),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    }
+    server.send_events(&token, &events).await;
     server.fold_all().await;
     server::rollouts::step_all(&server.state).await;
 

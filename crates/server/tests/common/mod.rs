@@ -158,6 +158,34 @@ impl TestServer {
         reply.body["secret"].as_str().expect("secret").to_owned()
     }
 
+    /// Posts `events` in batches of 1,000 with `token`; each must be accepted.
+    pub async fn send_events(&self, token: &str, events: &[Value]) {
+        for chunk in events.chunks(1000) {
+            let reply = self
+                .call(
+                    Method::POST,
+                    "/api/v1/events",
+                    Some(token),
+                    Some(serde_json::json!({ "events": chunk })),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        }
+    }
+
+    /// Starts `flag`'s rollout; it must start.
+    pub async fn start_rollout(&self, flag: &str) -> Reply {
+        let started = self
+            .admin(
+                Method::POST,
+                &format!("/api/v1/rollouts/{flag}/start"),
+                Some(serde_json::json!({"reason": "beta"})),
+            )
+            .await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+        started
+    }
+
     /// Folds everything stored so far (the background aggregator may race;
     /// a conflict just means it got there first).
     pub async fn fold_all(&self) {
