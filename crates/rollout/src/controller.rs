@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::observe::Observations;
 use crate::plan::{Phase, Plan};
-use crate::spec::{Advance, GuardAction};
+use crate::spec::{Advance, GuardAction, SupportLevel};
 use crate::verdict::{Check, Verdict, judge};
 
 /// Where a rollout is. Stored by the server as JSON; every field but
@@ -307,6 +307,11 @@ pub enum Action {
 pub struct Incident {
     pub kind: IncidentKind,
     pub severity: Severity,
+    /// The support level it starts at: the highest level of the guards that
+    /// fired (default L2), L1 for gates that did not hold, L3 for a rollback
+    /// by hand (the seed's critical bug).
+    #[serde(default)]
+    pub level: SupportLevel,
     pub title: String,
     /// What happened and what the controller did.
     pub summary: String,
@@ -874,10 +879,23 @@ impl Controller<'_> {
         summary: String,
         evidence: Vec<Verdict>,
     ) {
+        let level = match kind {
+            IncidentKind::GatesFailed => SupportLevel::L1,
+            IncidentKind::ManualRollback => SupportLevel::L3,
+            IncidentKind::GuardRollback | IncidentKind::GuardPause => evidence
+                .iter()
+                .filter_map(|v| match v.check {
+                    Check::Guard { index, .. } => self.plan.guards.get(index).map(|g| g.level),
+                    Check::Gate { .. } => None,
+                })
+                .max()
+                .unwrap_or_default(),
+        };
         let phase = self.phase();
         let incident = Incident {
             kind,
             severity,
+            level,
             title,
             summary,
             flag: self.flag().to_owned(),

@@ -49,8 +49,8 @@ pub use simulate::{
     fixed_horizon_sample_size, run_seed, simulate, summarize,
 };
 pub use spec::{
-    Advance, DEFAULT_ALPHA, DEFAULT_SEQUENTIAL_TUNING, GateSpec, GuardAction, GuardSpec, PhaseSpec,
-    RolloutSpec, parse_duration_ms,
+    Advance, DEFAULT_ALPHA, DEFAULT_ESCALATE_AFTER_MS, DEFAULT_SEQUENTIAL_TUNING, GateSpec,
+    GuardAction, GuardSpec, PhaseSpec, RolloutSpec, SupportLevel, parse_duration_ms,
 };
 pub use verdict::{
     Check, Interval, VariantValue, Verdict, VerdictOutcome, guard_alpha, judge,

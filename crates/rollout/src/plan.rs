@@ -13,7 +13,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use stats::{ExperimentSpec, Metric, MetricKind};
 
-use crate::spec::{GuardAction, RolloutSpec, parse_duration_ms};
+use crate::spec::{
+    DEFAULT_ESCALATE_AFTER_MS, GuardAction, RolloutSpec, SupportLevel, parse_duration_ms,
+};
 
 /// Units a gate or guard needs (in the treatment; for a relative guard in
 /// the control too) when its `min_samples` is not given.
@@ -75,6 +77,8 @@ pub struct Plan {
     pub gates: Vec<Gate>,
     /// From `spec.guards`, in order.
     pub guards: Vec<Guard>,
+    /// How long an incident may stay unacknowledged before it escalates.
+    pub escalate_after_ms: i64,
 }
 
 impl Plan {
@@ -204,6 +208,8 @@ pub struct Guard {
     pub min_samples: u64,
     /// Its share of the phase's `alpha`, relative to the other guards'.
     pub weight: f64,
+    /// The support level its incident starts at.
+    pub level: SupportLevel,
 }
 
 /// Checks rollout specs and compiles them into plans. All or nothing: every
@@ -299,6 +305,21 @@ fn compile_rollout(
             ),
         );
     }
+    let escalate_after_ms = match spec.escalate_after.as_deref() {
+        None => DEFAULT_ESCALATE_AFTER_MS,
+        Some(text) => parse_duration_ms(text).unwrap_or_else(|e| {
+            errs.push("escalate_after", e);
+            DEFAULT_ESCALATE_AFTER_MS
+        }),
+    };
+    if let Some(text) = &spec.announcement
+        && text.trim().is_empty()
+    {
+        errs.push(
+            "announcement",
+            "is empty; write the text users should read at general availability, or leave it out",
+        );
+    }
     let phases = compile_phases(spec, ctx, errs);
     let metrics: HashMap<&str, &Metric> = ctx.metrics.iter().map(|m| (m.key.as_str(), m)).collect();
     let gates = compile_gates(spec, &metrics, errs);
@@ -308,6 +329,7 @@ fn compile_rollout(
         phases,
         gates,
         guards,
+        escalate_after_ms,
     })
 }
 
@@ -795,6 +817,7 @@ fn compile_guards(
                 action: guard.action,
                 min_samples,
                 weight,
+                level: guard.level.unwrap_or_default(),
             });
         }
     }

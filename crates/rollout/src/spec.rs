@@ -44,6 +44,60 @@ pub struct RolloutSpec {
         skip_serializing_if = "is_default_sequential_tuning"
     )]
     pub sequential_tuning: f64,
+    /// How long an incident of this rollout may stay unacknowledged before
+    /// it escalates to the next support level (`"30m"`, `"2h"`). Default
+    /// 30 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate_after: Option<String>,
+    /// The feature announcement sent (event `feature_announcement`) when the
+    /// rollout reaches general availability: the start of its last phase at
+    /// 100%. Free text for users, e.g. release notes in two sentences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<String>,
+}
+
+/// How long an incident stays unacknowledged before it escalates, when the
+/// plan does not say.
+pub const DEFAULT_ESCALATE_AFTER_MS: i64 = 30 * 60 * 1_000;
+
+/// The support levels of the seed: who looks at an incident.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum SupportLevel {
+    /// Basic troubleshooting.
+    L1,
+    /// Technical investigation (the default for a guard's incident).
+    #[default]
+    L2,
+    /// Core system issues: data accuracy, critical bugs.
+    L3,
+}
+
+impl SupportLevel {
+    pub const ALL: [SupportLevel; 3] = [SupportLevel::L1, SupportLevel::L2, SupportLevel::L3];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportLevel::L1 => "L1",
+            SupportLevel::L2 => "L2",
+            SupportLevel::L3 => "L3",
+        }
+    }
+
+    /// The level above; `None` at L3.
+    pub fn next(self) -> Option<SupportLevel> {
+        match self {
+            SupportLevel::L1 => Some(SupportLevel::L2),
+            SupportLevel::L2 => Some(SupportLevel::L3),
+            SupportLevel::L3 => None,
+        }
+    }
+
+    /// `L1`, `L2` or `L3`.
+    pub fn parse(text: &str) -> Option<SupportLevel> {
+        SupportLevel::ALL.into_iter().find(|l| l.as_str() == text)
+    }
 }
 
 /// The guards' false-alarm budget per phase when none is given.
@@ -149,6 +203,10 @@ pub struct GuardSpec {
     /// regression with fewer units; the budget as a whole stays `alpha`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
+    /// The support level its incident starts at. Default L2; name L3 for
+    /// core-system triggers such as data accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<SupportLevel>,
 }
 
 /// What a guard does when it finds a regression.

@@ -1165,3 +1165,48 @@ fn a_check_names_its_gate_or_guard() {
     let step = ok(&plan, &started(&plan), &healthy(500), T0 + HOUR_MS, None);
     assert!(matches!(step.verdicts[0].check, Check::Gate { index: 0 }));
 }
+
+#[test]
+fn an_incident_starts_at_the_support_level_of_what_opened_it() {
+    let mut plan = issue_plan();
+    let state = started(&plan);
+    let level = |plan: &Plan, data: &Observations, now: i64, command: Option<&Command>| {
+        incident(&ok(plan, &state, data, now, command).actions).level
+    };
+    // A guard without a level: L2.
+    assert_eq!(
+        level(&plan, &error_regression(2000), T0 + 3 * DAY_MS, None),
+        rollout::SupportLevel::L2
+    );
+    // A rollback by hand is the seed's critical bug: L3.
+    assert_eq!(
+        level(
+            &plan,
+            &healthy(2000),
+            T0 + DAY_MS,
+            Some(&rollback("critical bug"))
+        ),
+        rollout::SupportLevel::L3
+    );
+    // Gates that do not hold at the end of a phase: L1.
+    assert_eq!(
+        level(&plan, &Observations::new(), T0 + 14 * DAY_MS, None),
+        rollout::SupportLevel::L1
+    );
+    // The plan names L3 for the guard that fires.
+    let fired = ok(
+        &plan,
+        &state,
+        &error_regression(2000),
+        T0 + 3 * DAY_MS,
+        None,
+    );
+    let Check::Guard { index, .. } = incident(&fired.actions).evidence[0].check else {
+        panic!("a guard fired")
+    };
+    plan.guards[index].level = rollout::SupportLevel::L3;
+    assert_eq!(
+        level(&plan, &error_regression(2000), T0 + 3 * DAY_MS, None),
+        rollout::SupportLevel::L3
+    );
+}

@@ -39,6 +39,7 @@ fn guard(metric: &str) -> GuardSpec {
         action: Default::default(),
         min_samples: None,
         weight: None,
+        level: None,
     }
 }
 
@@ -566,4 +567,25 @@ fn an_error_reads_subject_field_message() {
         ..error
     };
     assert_eq!(error.to_string(), "rollout `calc-model`: is empty");
+}
+
+#[test]
+fn escalation_delays_are_durations_and_announcements_have_text() {
+    check(
+        |s| s[0].escalate_after = Some("30".into()),
+        &[(
+            ROLLOUT,
+            "escalate_after",
+            "`30` has no unit; write a number and one of s, m, h, d, e.g. \"14d\"",
+        )],
+    );
+    check(
+        |s| s[0].announcement = Some("  ".into()),
+        &[(
+            ROLLOUT,
+            "announcement",
+            "is empty; write the text users should read at general availability, or leave it out",
+        )],
+    );
+    check(|s| s[0].escalate_after = Some("2h".into()), &[]);
 }

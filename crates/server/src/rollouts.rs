@@ -348,7 +348,9 @@ async fn try_step(
             Action::OpenIncident(incident) => incidents.push(NewIncident {
                 kind: to_text(&incident.kind),
                 severity: to_text(&incident.severity),
+                level: incident.level.as_str().to_owned(),
                 title: incident.title.clone(),
+                summary: incident.summary.clone(),
                 evidence: serde_json::to_value(incident).ok(),
             }),
             Action::Notify { message } => {
@@ -619,7 +621,13 @@ async fn status_of(
         verdicts,
         incidents: state
             .store
-            .incidents(environment, Some(flag))
+            .incidents(
+                environment,
+                &store::IncidentFilter {
+                    flag: Some(flag.to_owned()),
+                    ..Default::default()
+                },
+            )
             .await?
             .into_iter()
             .map(Into::into)

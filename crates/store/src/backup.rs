@@ -69,7 +69,9 @@ const TABLES: &[&str] = &[
     "channel_versions",
     "rollout_states",
     "incidents",
+    "incident_timeline",
     "deliveries",
+    "channel_schedules",
     "tokens",
     "audit",
     "event_batches",
@@ -825,7 +827,7 @@ fn cannot_write(e: std::io::Error) -> StoreError {
     StoreError::Backup(format!("cannot write the backup: {e}"))
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))

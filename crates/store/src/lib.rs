@@ -26,6 +26,7 @@ mod config;
 mod deliveries;
 mod error;
 mod events;
+mod incidents;
 mod rollouts;
 #[cfg(feature = "test-support")]
 pub mod test_support;
@@ -59,7 +60,12 @@ pub use deliveries::{
 };
 pub use error::StoreError;
 pub use events::{Appended, NewBatch, StoredBatch};
-pub use rollouts::{Incident, NewIncident, RolloutRecord, StepCommit, StepCommitted};
+pub use incidents::{
+    INCIDENT_INVESTIGATING, INCIDENT_MITIGATED, INCIDENT_OPEN, INCIDENT_RESOLVED,
+    INCIDENT_STATUSES, Incident, IncidentChange, IncidentChanged, IncidentFilter,
+    MAX_INCIDENT_TEXT, NewIncident, TimelineEntry,
+};
+pub use rollouts::{RolloutRecord, StepCommit, StepCommitted};
 pub use tokens::{ActiveToken, TokenKind, TokenRecord, hash_token};
 
 /// Name of the SQLite file inside the data directory.

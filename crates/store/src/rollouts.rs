@@ -3,13 +3,12 @@
 //! one transaction, and only over the state the step was computed from.
 
 use flags::FlagSpec;
-use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit::{self, NewEntry};
 use crate::config::{Attribution, apply_in};
 use crate::deliveries::{NewDelivery, enqueue_in};
+use crate::incidents::{NewIncident, open_in};
 use crate::{ApplyOptions, Change, Store, StoreError, now_ms};
 
 /// A rollout's stored state (the rollout crate's state as JSON).
@@ -20,31 +19,6 @@ pub struct RolloutRecord {
     /// Bumped by every write; a step names the version it read.
     pub version: i64,
     pub updated_at_ms: i64,
-}
-
-/// An incident to open.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewIncident {
-    /// `guard`, `gate`, `manual`, …
-    pub kind: String,
-    pub severity: String,
-    pub title: String,
-    pub evidence: Option<Value>,
-}
-
-/// An incident as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Incident {
-    pub id: i64,
-    pub flag: String,
-    pub kind: String,
-    pub severity: String,
-    pub title: String,
-    pub evidence: Option<Value>,
-    pub opened_at_ms: i64,
-    pub opened_by: String,
-    pub resolved_at_ms: Option<i64>,
-    pub resolution: Option<String>,
 }
 
 /// One controller step (or manual command) to commit.
@@ -88,29 +62,6 @@ fn record_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
 }
-
-fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
-    let evidence: Option<String> = row.try_get("evidence")?;
-    Ok(Incident {
-        id: row.try_get("id")?,
-        flag: row.try_get("flag")?,
-        kind: row.try_get("kind")?,
-        severity: row.try_get("severity")?,
-        title: row.try_get("title")?,
-        evidence: evidence
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("incident evidence: {e}")))?,
-        opened_at_ms: row.try_get("opened_at_ms")?,
-        opened_by: row.try_get("opened_by")?,
-        resolved_at_ms: row.try_get("resolved_at_ms")?,
-        resolution: row.try_get("resolution")?,
-    })
-}
-
-const INCIDENT_COLUMNS: &str = "id, flag, kind, severity, title, evidence, opened_at_ms, opened_by, \
-                                resolved_at_ms, resolution";
 
 impl Store {
     /// The stored state of a flag's rollout; `None` before it first started.
@@ -233,37 +184,14 @@ impl Store {
         .await?;
         let mut incidents = Vec::with_capacity(step.incidents.len());
         for incident in &step.incidents {
-            let row = sqlx::query(
-                "INSERT INTO incidents (environment, flag, kind, severity, title, evidence, opened_at_ms, opened_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            )
-            .bind(step.environment)
-            .bind(step.flag)
-            .bind(&incident.kind)
-            .bind(&incident.severity)
-            .bind(&incident.title)
-            .bind(incident.evidence.as_ref().map(Value::to_string))
-            .bind(now)
-            .bind(step.actor)
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: i64 = row.try_get("id")?;
-            let after = serde_json::json!({
-                "id": id, "kind": incident.kind, "severity": incident.severity,
-                "title": incident.title, "evidence": incident.evidence,
-            });
-            audit::record(
+            let id = open_in(
                 &mut tx,
-                NewEntry {
-                    actor: step.actor,
-                    action: "incident.opened",
-                    environment: Some(step.environment),
-                    target_kind: "rollout",
-                    target_key: step.flag,
-                    before: None,
-                    after: Some(&after),
-                    reason: step.reason,
-                },
+                step.environment,
+                step.flag,
+                incident,
+                step.actor,
+                step.reason,
+                now,
             )
             .await?;
             incidents.push(id);
@@ -275,34 +203,5 @@ impl Store {
             revision,
             incidents,
         })
-    }
-
-    /// The incidents of an environment (of one flag, when given), newest first.
-    pub async fn incidents(
-        &self,
-        environment: &str,
-        flag: Option<&str>,
-    ) -> Result<Vec<Incident>, StoreError> {
-        let rows =
-            match flag {
-                Some(flag) => sqlx::query(&format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE environment = $1 AND flag = $2 \
-                     ORDER BY opened_at_ms DESC, id DESC"
-                ))
-                .bind(environment)
-                .bind(flag)
-                .fetch_all(&self.pool)
-                .await?,
-                None => {
-                    sqlx::query(&format!(
-                        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE environment = $1 \
-                     ORDER BY opened_at_ms DESC, id DESC"
-                    ))
-                    .bind(environment)
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-            };
-        rows.iter().map(incident_from_row).collect()
     }
 }

@@ -277,7 +277,9 @@ async fn fill(store: &Store) -> Filled {
                 incidents: vec![NewIncident {
                     kind: "guard".into(),
                     severity: "critical".into(),
+                    level: "L2".into(),
                     title: "error_rate above 5%".into(),
+                    summary: "Rolled back.".into(),
                     evidence: Some(json!({"metric": "error_rate", "interval": [0.06, 0.09]})),
                 }],
                 new_window: true,
@@ -292,6 +294,10 @@ async fn fill(store: &Store) -> Filled {
         )
         .await
         .expect("rollout step");
+    store
+        .enqueue_scheduled(ENV, "ops", "daily_digest", 1_700_000_000_000, &[])
+        .await
+        .expect("schedule");
     Filled { client_secret }
 }
 
@@ -358,8 +364,33 @@ async fn answers(store: &Store) -> Vec<(String, String)> {
         );
         note(
             &mut out,
+            format!("{env} digest schedule"),
+            &store
+                .schedule_last_run(env, "ops", "daily_digest")
+                .await
+                .expect("schedule"),
+        );
+        for incident in store
+            .incidents(env, &Default::default())
+            .await
+            .expect("incidents")
+        {
+            note(
+                &mut out,
+                format!("{env} timeline of incident {}", incident.id),
+                &store
+                    .incident_timeline(incident.id)
+                    .await
+                    .expect("timeline"),
+            );
+        }
+        note(
+            &mut out,
             format!("{env} incidents"),
-            &store.incidents(env, None).await.expect("incidents"),
+            &store
+                .incidents(env, &Default::default())
+                .await
+                .expect("incidents"),
         );
         note(
             &mut out,
@@ -563,7 +594,9 @@ async fn write_after_restore(store: &Store) {
             incidents: vec![NewIncident {
                 kind: "manual".into(),
                 severity: "critical".into(),
+                level: "L3".into(),
                 title: "rolled back by hand".into(),
+                summary: "Rolled back by hand.".into(),
                 evidence: None,
             }],
             new_window: false,

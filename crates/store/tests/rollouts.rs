@@ -98,7 +98,9 @@ async fn a_step_commits_its_flag_change_state_and_incidents_together(store: Stor
     rollback.incidents.push(NewIncident {
         kind: "guard".into(),
         severity: "critical".into(),
+        level: "L2".into(),
         title: "error_rate above 2%".into(),
+        summary: "Rolled back in phase `beta`.".into(),
         evidence: Some(json!({"metric": "error_rate", "limit": 0.02, "interval": [0.03, 0.05]})),
     });
     let rolled = store.commit_rollout_step(rollback).await.expect("rollback");
@@ -114,7 +116,7 @@ async fn a_step_commits_its_flag_change_state_and_incidents_together(store: Stor
         (r#"{"status":"rolled_back"}"#, 2)
     );
     let incidents = store
-        .incidents(ENV, Some("calc-model"))
+        .incidents(ENV, &by_flag("calc-model"))
         .await
         .expect("incidents");
     assert_eq!(incidents.len(), 1);
@@ -126,7 +128,7 @@ async fn a_step_commits_its_flag_change_state_and_incidents_together(store: Stor
     );
     assert!(
         store
-            .incidents(ENV, Some("other"))
+            .incidents(ENV, &by_flag("other"))
             .await
             .expect("incidents")
             .is_empty()
@@ -238,3 +240,10 @@ on_both_backends!(
     an_invalid_flag_change_of_a_step_writes_nothing,
     a_new_window_counts_only_what_came_after_it,
 );
+
+fn by_flag(flag: &str) -> store::IncidentFilter {
+    store::IncidentFilter {
+        flag: Some(flag.to_owned()),
+        ..Default::default()
+    }
+}
