@@ -98,6 +98,12 @@ pub enum Command {
     Audit(AuditArgs),
     /// List webhook deliveries to notification channels, newest first.
     Deliveries(DeliveriesArgs),
+    /// Reports on a flag's rollout, as Markdown: daily status, weekly report, review, release notes.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// List, inspect and work incidents: acknowledge, note, move, escalate, publish, resolve.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
     /// Run a rollout plan's controller against synthetic traffic on a virtual clock (no server).
     Simulate(SimulateArgs),
 }
@@ -112,6 +118,18 @@ pub struct ServeArgs {
         value_name = "HOST:PORT"
     )]
     pub addr: String,
+
+    /// The wait after a webhook delivery's first failed attempt, in
+    /// milliseconds; it doubles after each further failure, up to an hour.
+    /// For tuning and for tests.
+    #[arg(
+        long,
+        env = "ROLLGATE_DELIVERY_BACKOFF_MS",
+        default_value_t = server::notify::DEFAULT_BACKOFF_BASE_MS,
+        value_parser = clap::value_parser!(i64).range(1..=3_600_000),
+        value_name = "MS"
+    )]
+    pub delivery_backoff_ms: i64,
 
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -366,6 +384,90 @@ pub struct AuditArgs {
     /// Only the entries of this flag.
     #[arg(long, value_name = "KEY")]
     pub flag: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentCommand {
+    /// The environment's incidents, newest first (active ones unless --all or --status).
+    List(IncidentListArgs),
+    /// One incident: what happened, its evidence, timeline and links.
+    Show { id: i64 },
+    /// Take the incident: stops its escalation.
+    Ack {
+        id: i64,
+        /// A note for the timeline.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Add a note to the timeline.
+    Note { id: i64, text: String },
+    /// Move it to investigating or mitigated (resolve closes it).
+    Status {
+        id: i64,
+        #[arg(value_parser = ["investigating", "mitigated"])]
+        status: String,
+        /// A note for the timeline.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Hand it to the next support level now.
+    Escalate {
+        id: i64,
+        /// Why, for the timeline and the next level.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show it on the public status page as a known issue, with this text.
+    Publish {
+        id: i64,
+        /// What the public reads (no internal details).
+        #[arg(long)]
+        text: String,
+    },
+    /// Take it off the public status page.
+    Unpublish { id: i64 },
+    /// Close it, saying what fixed it.
+    Resolve {
+        id: i64,
+        /// What fixed it.
+        #[arg(long)]
+        resolution: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct IncidentListArgs {
+    /// Only this flag's incidents.
+    #[arg(long, value_name = "KEY")]
+    pub flag: Option<String>,
+
+    /// Only incidents in this status.
+    #[arg(long, value_parser = ["open", "investigating", "mitigated", "resolved", "active"])]
+    pub status: Option<String>,
+
+    /// Resolved incidents too.
+    #[arg(long, conflicts_with = "status")]
+    pub all: bool,
+
+    /// Only incidents at this support level.
+    #[arg(long, value_parser = ["L1", "L2", "L3"])]
+    pub level: Option<String>,
+
+    /// At most this many (newest first).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Daily status: phase, percentage, gates, guards, incidents, key metrics against yesterday.
+    Status { flag: String },
+    /// The week: phase, gates, guards, metrics against the week before, what happened.
+    Weekly { flag: String },
+    /// The review's material: the phase's gates, experiment results, incidents, the decision to take.
+    Review { flag: String },
+    /// What changed and when: the plan with its dates, the flag's versions, the incidents.
+    ReleaseNotes { flag: String },
 }
 
 #[derive(Args, Debug)]

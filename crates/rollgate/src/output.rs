@@ -56,14 +56,34 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A field of a JSON record as text: strings without quotes, null as `-`.
+/// A field of a JSON record as text: strings without quotes (their control
+/// characters escaped, see [`text`]), null as `-`.
 pub fn field(record: &Value, name: &str) -> String {
     match record.get(name) {
         None | Some(Value::Null) => "-".to_owned(),
         Some(Value::String(s)) if s.is_empty() => "-".to_owned(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => text(s),
         Some(other) => other.to_string(),
     }
+}
+
+/// Text from users (reasons, notes, descriptions) made safe for a terminal:
+/// control characters, escape sequences and line breaks included, are
+/// shown escaped (`\u{1b}`, `\n`) instead of acting on the terminal or the
+/// layout.
+pub fn text(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The items of a list the server answered with (`{"flags": [...]}`).
@@ -88,6 +108,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn user_text_cannot_drive_the_terminal() {
+        assert_eq!(text("plain, ünïcode"), "plain, ünïcode");
+        assert_eq!(text("\u{1b}[2Jwiped\nnext"), "\\u{1b}[2Jwiped\\nnext");
+        assert_eq!(field(&json!({"a": "x\ty"}), "a"), "x\\ty");
+    }
 
     #[test]
     fn tables_align_on_the_widest_cell() {

@@ -1033,3 +1033,106 @@ fn the_seed_rollout_applies_starts_and_rolls_back_by_hand() {
         .ok()
         .stdout_has(&["rollout calc-model: unchanged", "nothing to change"]);
 }
+
+#[test]
+fn an_incident_is_worked_from_the_command_line() {
+    let server = start();
+    server.cli(&["apply", SEED_METRICS]).ok();
+    server.cli(&["apply", SEED_ROLLOUT]).ok();
+    server.cli(&["rollout", "start", "calc-model"]).ok();
+    server
+        .cli(&[
+            "rollout",
+            "rollback",
+            "calc-model",
+            "--reason",
+            "critical bug",
+        ])
+        .ok();
+    // A rollback by hand is the seed's critical bug: L3.
+    let listed = server.cli(&["incident", "list", "--json"]).ok().json();
+    let incident = &listed["incidents"][0];
+    assert_eq!(incident["level"], "L3", "{listed}");
+    assert_eq!(incident["kind"], "manual_rollback");
+    let id = incident["id"].to_string();
+    server
+        .cli(&["incident", "list"])
+        .ok()
+        .stdout_has(&["ID", "LEVEL", "calc-model", "L3", "open"]);
+    server
+        .cli(&["incident", "ack", &id, "--note", "on it"])
+        .ok()
+        .stdout_has(&["acknowledged", "bootstrap-admin acknowledged: on it"]);
+    // Text from people is shown escaped, never as terminal control.
+    server
+        .cli(&["incident", "note", &id, "rm -rf \u{1b}[2J\nnext line"])
+        .ok()
+        .stdout_has(&["note: rm -rf \\u{1b}[2J\\nnext line"]);
+    server
+        .cli(&[
+            "incident",
+            "status",
+            &id,
+            "mitigated",
+            "--note",
+            "control for all",
+        ])
+        .ok()
+        .stdout_has(&["mitigated", "(open → mitigated): control for all"]);
+    server
+        .cli(&[
+            "incident",
+            "publish",
+            &id,
+            "--text",
+            "Calculations were wrong for some",
+        ])
+        .ok()
+        .stdout_has(&["public: Calculations were wrong for some"]);
+    server
+        .cli(&["incident", "resolve", &id, "--resolution", "fixed in 2.4.1"])
+        .ok()
+        .stdout_has(&["resolved", "fixed in 2.4.1"]);
+    server
+        .cli(&["incident", "list"])
+        .ok()
+        .stdout_has(&["no active incidents"]);
+    let all = server
+        .cli(&["incident", "list", "--all", "--json"])
+        .ok()
+        .json();
+    assert_eq!(all["incidents"][0]["status"], "resolved");
+    let shown = server.cli(&["incident", "show", &id, "--json"]).ok().json();
+    let actions: Vec<&str> = shown["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "opened",
+            "acknowledged",
+            "note",
+            "status",
+            "published",
+            "resolved"
+        ]
+    );
+    server
+        .cli(&["incident", "escalate", &id])
+        .failed()
+        .stderr_has(&["is resolved", "409"]);
+    server
+        .cli(&["incident", "ack", "999999"])
+        .failed()
+        .stderr_has(&["incident `999999` was not found"]);
+    let usage = server.cli(&["incident", "status", &id, "resolved"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", usage.stderr);
+    assert!(
+        usage.stderr.contains("invalid value 'resolved'"),
+        "{}",
+        usage.stderr
+    );
+}

@@ -10,12 +10,17 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod feedback;
+pub mod html;
+pub mod incidents;
 pub mod notify;
 pub mod ofrep;
 pub mod openapi;
+pub mod reports;
 pub mod rollouts;
+pub mod schedule;
 pub mod series;
 pub mod state;
+pub mod status_page;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -46,15 +51,34 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// Opens the store and prepares the shared state: the `production`
 /// environment on an empty store, the bootstrap admin token, the snapshots.
 pub async fn prepare(store: Store, admin_token: Option<&str>) -> anyhow::Result<Arc<AppState>> {
-    prepare_with(store, admin_token, ingest::pipeline::QUEUE_BATCHES).await
+    prepare_with(store, admin_token, &ServerConfig::default()).await
 }
 
-/// [`prepare`] with room for `ingest_queue` event batches waiting to be
-/// written (beyond it, senders get 429).
+/// How one server runs, beyond its store: what `rollgate serve`'s flags and
+/// the tests choose. Each server's state keeps its own, so two servers in one
+/// process do not share it.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Event batches that may wait to be written; beyond it, senders get 429.
+    pub ingest_queue: usize,
+    /// How webhook deliveries are retried.
+    pub delivery: notify::DeliveryPolicy,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ingest_queue: ingest::pipeline::QUEUE_BATCHES,
+            delivery: notify::DeliveryPolicy::default(),
+        }
+    }
+}
+
+/// [`prepare`] with a [`ServerConfig`].
 pub async fn prepare_with(
     store: Store,
     admin_token: Option<&str>,
-    ingest_queue: usize,
+    config: &ServerConfig,
 ) -> anyhow::Result<Arc<AppState>> {
     store.ensure_environment(auth::DEFAULT_ENVIRONMENT).await?;
     if let Some(secret) = admin_token
@@ -63,7 +87,7 @@ pub async fn prepare_with(
         tracing::info!(message = "Created the bootstrap admin token from ROLLGATE_ADMIN_TOKEN.");
     }
     let telemetry = Telemetry::global();
-    Ok(AppState::load(store, telemetry, ingest_queue).await?)
+    Ok(AppState::load(store, telemetry, config).await?)
 }
 
 /// Serves on a bound listener until `shutdown` resolves. Tests use this with a
@@ -76,6 +100,7 @@ pub async fn serve(
     spawn_resync(state.clone());
     spawn_change_listener(state.clone());
     rollouts::spawn_controller(state.clone());
+    schedule::spawn(state.clone());
     notify::spawn_worker(state.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
@@ -244,10 +269,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/experiments/{key}/results", get(experiment_results))
         .route("/rollouts/{flag}", get(rollouts::get_rollout))
         .route("/rollouts/{flag}/{command}", post(rollouts::command))
+        .route("/reports/{kind}/{flag}", get(reports::report))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/audit", get(list_audit))
         .route("/deliveries", get(notify::list_deliveries))
+        .route("/incidents", get(incidents::list_incidents))
+        .route("/incidents/{id}", get(incidents::get_incident))
+        .route("/incidents/{id}/{action}", post(incidents::act))
         .route(
             "/events",
             post(events::ingest).layer(DefaultBodyLimit::max(events::MAX_EVENTS_BODY_BYTES)),
@@ -261,6 +290,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_flags))
         .nest("/api/v1", api)
         .route("/openapi.json", get(openapi::document))
+        .route("/status", get(status_page::status_page))
+        .route("/status.json", get(status_page::status_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

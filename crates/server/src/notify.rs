@@ -11,16 +11,15 @@
 //! Building announcements and bodies is pure (unit-tested below); only
 //! [`spawn_worker`] does IO.
 
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rollout::{Action, IncidentKind, RolloutState, Status, Step, Verdict};
+use rollout::{Action, IncidentKind, RolloutState, Status, Step, SupportLevel, Verdict};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use store::{ChannelFormat, ChannelSpec, Delivery, NewDelivery};
-use tokio::sync::Notify;
 
 use crate::admin::rfc3339;
 use crate::state::AppState;
@@ -35,7 +34,10 @@ pub const DELIVERY_HEADER: &str = "X-Rollgate-Delivery";
 /// The version of the `json` payload's layout.
 pub const PAYLOAD_VERSION: u32 = 1;
 
-/// How deliveries are retried.
+/// How deliveries are retried. Each server has its own
+/// (`ServerConfig::delivery`, kept in its `AppState`); `rollgate serve
+/// --delivery-backoff-ms` sets the base, tests shorten it so that they never
+/// wait seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeliveryPolicy {
     /// The wait after the first failed attempt; it doubles after each.
@@ -53,10 +55,13 @@ pub struct DeliveryPolicy {
     pub poll_interval_ms: u64,
 }
 
+/// The wait after a delivery's first failed attempt unless configured.
+pub const DEFAULT_BACKOFF_BASE_MS: i64 = 1_000;
+
 impl Default for DeliveryPolicy {
     fn default() -> Self {
         DeliveryPolicy {
-            backoff_base_ms: 1_000,
+            backoff_base_ms: DEFAULT_BACKOFF_BASE_MS,
             backoff_cap_ms: 60 * 60 * 1_000,
             give_up_after_ms: 24 * 60 * 60 * 1_000,
             lease_ms: 60_000,
@@ -84,27 +89,11 @@ impl DeliveryPolicy {
     }
 }
 
-/// The process's retry policy; [`set_delivery_policy`] changes it (tests
-/// shorten the backoff so that they never wait seconds).
-static POLICY: LazyLock<RwLock<DeliveryPolicy>> =
-    LazyLock::new(|| RwLock::new(DeliveryPolicy::default()));
-
-/// Wakes the worker when something was enqueued.
-static ENQUEUED: LazyLock<Notify> = LazyLock::new(Notify::new);
-
-pub fn set_delivery_policy(policy: DeliveryPolicy) {
-    if let Ok(mut current) = POLICY.write() {
-        *current = policy;
-    }
-}
-
-pub fn delivery_policy() -> DeliveryPolicy {
-    POLICY.read().map(|p| *p).unwrap_or_default()
-}
-
-/// Tells the worker that deliveries were enqueued.
-pub fn wake_worker() {
-    ENQUEUED.notify_one();
+/// Tells `state`'s delivery worker that deliveries were enqueued. The wake-up
+/// belongs to the server's state, so two servers in one process (tests) never
+/// wake each other's worker.
+pub fn wake_worker(state: &AppState) {
+    state.deliveries_enqueued.notify_one();
 }
 
 // ---------------------------------------------------------------- announcements
@@ -130,20 +119,24 @@ pub struct Announcement {
     pub trigger: Option<Value>,
     /// The verdicts behind it, with values and units per variant.
     pub evidence: Vec<Verdict>,
+    /// The incident it concerns: id, status, level, kind, severity, who
+    /// acknowledged it, and the timeline entry that changed it.
+    pub incident: Option<Value>,
     pub at_ms: i64,
 }
 
-/// The support level incidents start at until the plan names one.
-const DEFAULT_INCIDENT_LEVEL: &str = "L2";
-
 /// What a committed step announces, in order: a phase that started or
-/// advanced, a hold, a rollback (with its trigger and evidence), then every
-/// incident it opened (and a pause guard's warning).
+/// advanced (and, at general availability, the plan's feature
+/// announcement), a hold, a rollback (with its trigger and evidence), then
+/// every incident it opened (and a pause guard's warning). `incident_ids`
+/// are the stored ids of the step's incidents, in the order of its actions.
+#[allow(clippy::too_many_arguments)]
 pub fn announcements(
     environment: &str,
     plan: &rollout::Plan,
     before: &RolloutState,
     step: &Step,
+    incident_ids: &[i64],
     actor: &str,
     reason: Option<&str>,
     now_ms: i64,
@@ -170,6 +163,7 @@ pub fn announcements(
         summary: notes.join("\n"),
         trigger: None,
         evidence: Vec::new(),
+        incident: None,
         at_ms: now_ms,
     };
     let mut out = Vec::new();
@@ -192,12 +186,41 @@ pub fn announcements(
                 phase.name, phase.percent
             ),
         ));
+        let last = plan.phase_index(after.phase) + 1 == plan.phases.len();
+        if let (true, true, Some(text)) = (last, phase.percent >= 100.0, &plan.spec.announcement) {
+            let mut a = base(
+                "feature_announcement",
+                None,
+                format!("`{flag}` is now available to everyone"),
+            );
+            a.summary = text.clone();
+            out.push(a);
+        }
     }
+    let incidents: Vec<(&rollout::Incident, Option<i64>)> = step
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::OpenIncident(incident) => Some(incident),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, incident)| (incident, incident_ids.get(i).copied()))
+        .collect();
+    let opened = |incident: &rollout::Incident, id: Option<i64>| {
+        json!({
+            "id": id, "status": store::INCIDENT_OPEN, "level": incident.level.as_str(),
+            "kind": incident.kind, "severity": incident.severity, "acknowledgedBy": null,
+        })
+    };
     let was_held = matches!(before.status, Status::Held { .. });
     if matches!(after.status, Status::Held { .. }) && !was_held {
+        let gates = incidents
+            .iter()
+            .find(|(i, _)| i.kind == IncidentKind::GatesFailed);
         let mut a = base(
             "rollout_held",
-            Some(DEFAULT_INCIDENT_LEVEL),
+            gates.map(|(i, _)| i.level.as_str()),
             format!(
                 "Rollout of `{flag}` is held at phase `{}` ({}%)",
                 phase.name, phase.percent
@@ -209,24 +232,18 @@ pub fn announcements(
             .filter(|v| !v.holds() && matches!(v.check, rollout::Check::Gate { .. }))
             .cloned()
             .collect();
+        a.incident = gates.map(|(i, id)| opened(i, *id));
         out.push(a);
     }
-    let incidents: Vec<&rollout::Incident> = step
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::OpenIncident(incident) => Some(incident),
-            _ => None,
-        })
-        .collect();
     let was_rolled_back = matches!(before.status, Status::RolledBack { .. });
     if let (Status::RolledBack { reason: why, .. }, false) = (&after.status, was_rolled_back) {
-        let incident = incidents.iter().find(|i| {
+        let found = incidents.iter().find(|(i, _)| {
             matches!(
                 i.kind,
                 IncidentKind::GuardRollback | IncidentKind::ManualRollback
             )
         });
+        let incident = found.map(|(i, _)| *i);
         let evidence = incident.map(|i| i.evidence.clone()).unwrap_or_default();
         let trigger = match incident.map(|i| i.kind) {
             Some(IncidentKind::GuardRollback) => guard_trigger(plan, &evidence),
@@ -238,7 +255,7 @@ pub fn announcements(
         };
         let mut a = base(
             "rollback",
-            Some(DEFAULT_INCIDENT_LEVEL),
+            Some(incident.map_or(SupportLevel::L2, |i| i.level).as_str()),
             format!(
                 "Rollout of `{flag}` rolled back in phase `{}` ({}%): {why}",
                 phase.name, phase.percent
@@ -249,14 +266,16 @@ pub fn announcements(
         }
         a.trigger = Some(trigger);
         a.evidence = evidence;
+        a.incident = found.map(|(i, id)| opened(i, *id));
         out.push(a);
     }
-    for incident in incidents {
+    for (incident, id) in incidents {
         let mut a = base(
             "incident_opened",
-            Some(DEFAULT_INCIDENT_LEVEL),
+            Some(incident.level.as_str()),
             format!("Incident on `{flag}`: {}", incident.title),
         );
+        a.incident = Some(opened(incident, id));
         a.summary = incident.summary.clone();
         a.phase = Some(incident.phase.clone());
         a.percent = Some(incident.percent);
@@ -341,6 +360,7 @@ pub fn json_body(a: &Announcement) -> Value {
         "summary": a.summary,
         "trigger": a.trigger,
         "evidence": a.evidence,
+        "incident": a.incident,
         "at": rfc3339(a.at_ms),
     })
 }
@@ -357,6 +377,14 @@ pub fn slack_body(a: &Announcement) -> Value {
     }
     if let Some(level) = a.level {
         fields.push(format!("*Level*\n{level}"));
+    }
+    if let Some(incident) = &a.incident {
+        let id = incident["id"]
+            .as_i64()
+            .map(|id| format!(" #{id}"))
+            .unwrap_or_default();
+        let status = incident["status"].as_str().unwrap_or("open");
+        fields.push(format!("*Incident{id}*\n{status}"));
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&a.title, 150)}}),
@@ -460,32 +488,39 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 // ---------------------------------------------------------------- the worker
 
-/// Deliveries claimed at once.
-const CLAIM_BATCH: i64 = 32;
+/// Deliveries one worker sends at once, at most.
+const MAX_IN_FLIGHT: usize = 32;
 
-/// Runs the delivery worker: sends what is due, then sleeps until the next
-/// delivery is due, something is enqueued, or the poll interval passes.
+/// Runs the delivery worker: claims what is due and sends each delivery on a
+/// task of its own, then sleeps until the next delivery is due, something is
+/// enqueued, a send finishes, or the poll interval passes. A slow receiver
+/// holds up only its own deliveries: an alert enqueued meanwhile is claimed
+/// and sent at once.
 pub fn spawn_worker(state: Arc<AppState>) {
     tokio::spawn(async move {
         let http = reqwest::Client::new();
+        let policy = state.delivery;
+        let mut sending = tokio::task::JoinSet::new();
         loop {
-            let policy = delivery_policy();
-            let now = crate::now_ms();
+            let room = MAX_IN_FLIGHT.saturating_sub(sending.len());
+            if room == 0 {
+                sending.join_next().await;
+                continue;
+            }
             match state
                 .store
-                .claim_due_deliveries(now, policy.lease_ms, CLAIM_BATCH)
+                .claim_due_deliveries(crate::now_ms(), policy.lease_ms, room as i64)
                 .await
             {
                 Ok(claimed) => {
-                    let mut sending = tokio::task::JoinSet::new();
+                    let claimed_all_room = claimed.len() == room;
                     for delivery in claimed {
                         let (state, http) = (state.clone(), http.clone());
                         sending
                             .spawn(async move { attempt(&state, &http, delivery, policy).await });
                     }
-                    let sent_some = !sending.is_empty();
-                    sending.join_all().await;
-                    if sent_some {
+                    if claimed_all_room {
+                        // More may be due: claim again once there is room.
                         continue;
                     }
                 }
@@ -499,7 +534,8 @@ pub fn spawn_worker(state: Arc<AppState>) {
             }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
-                () = ENQUEUED.notified() => {}
+                () = state.deliveries_enqueued.notified() => {}
+                Some(_) = sending.join_next(), if !sending.is_empty() => {}
             }
         }
     });
@@ -596,6 +632,7 @@ mod tests {
                  "value": 0.1, "interval": {"lower": 0.08, "upper": null}}
             ]})),
             evidence: Vec::new(),
+            incident: Some(json!({"id": 7, "status": "open", "level": "L2"})),
             at_ms: 1_700_000_000_000,
         }
     }
@@ -608,6 +645,9 @@ mod tests {
             secret: "s".to_owned(),
             events: events.iter().map(|e| (*e).to_owned()).collect(),
             levels: levels.map(|l| l.iter().map(|x| (*x).to_owned()).collect()),
+            digest_at: None,
+            timezone: None,
+            weekly_on: None,
         }
     }
 

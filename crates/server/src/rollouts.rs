@@ -374,26 +374,29 @@ async fn try_step(
         .unwrap_or_else(|| format!("rollout {}", step.state.status.name()));
     // What the step announces goes into its transaction: announced if and
     // only if committed.
-    let announced = crate::notify::announcements(
-        environment,
-        &loaded.plan,
-        &loaded.state,
-        &step,
-        actor,
-        reason,
-        crate::now_ms(),
-    );
-    let deliveries = if announced.is_empty() {
-        Vec::new()
-    } else {
-        let channels: Vec<store::ChannelSpec> = state
-            .store
-            .list_channels(environment)
-            .await?
-            .into_iter()
-            .map(|c| c.spec)
-            .collect();
-        crate::notify::deliveries_for(&channels, &announced)
+    let channels: Vec<store::ChannelSpec> = state
+        .store
+        .list_channels(environment)
+        .await?
+        .into_iter()
+        .map(|c| c.spec)
+        .collect();
+    let now = crate::now_ms();
+    let mut enqueued = false;
+    let announce = |incident_ids: &[i64]| {
+        let announced = crate::notify::announcements(
+            environment,
+            &loaded.plan,
+            &loaded.state,
+            &step,
+            incident_ids,
+            actor,
+            reason,
+            now,
+        );
+        let deliveries = crate::notify::deliveries_for(&channels, &announced);
+        enqueued = !deliveries.is_empty();
+        deliveries
     };
     state
         .store
@@ -410,11 +413,11 @@ async fn try_step(
                 actor,
                 reason: Some(reason.unwrap_or(&default_reason)),
             },
-            &deliveries,
+            announce,
         )
         .await?;
-    if !deliveries.is_empty() {
-        crate::notify::wake_worker();
+    if enqueued {
+        crate::notify::wake_worker(state);
     }
     if let Err(error) = state.refresh_selections(environment).await {
         tracing::warn!(message = "Could not refresh the flag snapshot after a rollout step.", environment, %error);
@@ -498,6 +501,7 @@ pub fn spawn_controller(state: Arc<AppState>) {
                 .store(leadership.is_some(), std::sync::atomic::Ordering::Relaxed);
             if leadership.is_some() {
                 step_all(&state).await;
+                crate::incidents::escalate_due(&state, crate::now_ms()).await;
             }
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
@@ -578,7 +582,7 @@ impl From<store::Incident> for IncidentRecord {
     }
 }
 
-async fn status_of(
+pub(crate) async fn status_of(
     state: &AppState,
     environment: &str,
     flag: &str,

@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use flags::FlagSet;
 use store::{Store, TokenKind};
 
+use crate::ServerConfig;
+use crate::notify::DeliveryPolicy;
 use crate::telemetry::Telemetry;
 
 /// One environment's compiled flags.
@@ -45,6 +47,10 @@ pub struct AppState {
     /// Whether this replica runs the rollout controller (on PostgreSQL one
     /// replica of several does; on SQLite always, once started).
     pub leading: std::sync::atomic::AtomicBool,
+    /// How this server's delivery worker retries webhook deliveries.
+    pub delivery: DeliveryPolicy,
+    /// Wakes this server's delivery worker (`notify::wake_worker`).
+    pub(crate) deliveries_enqueued: tokio::sync::Notify,
 }
 
 /// The choice probabilities of an automatically selecting arm.
@@ -59,10 +65,10 @@ impl AppState {
     pub async fn load(
         store: Store,
         telemetry: Telemetry,
-        ingest_queue: usize,
+        config: &ServerConfig,
     ) -> Result<Arc<Self>, store::StoreError> {
         let state = Arc::new(AppState {
-            ingest: ingest::Ingestor::with_queue(store.clone(), ingest_queue),
+            ingest: ingest::Ingestor::with_queue(store.clone(), config.ingest_queue),
             store,
             telemetry,
             snapshots: ArcSwap::from_pointee(HashMap::new()),
@@ -70,6 +76,8 @@ impl AppState {
             reload: tokio::sync::Mutex::new(()),
             selections: std::sync::Mutex::new(HashMap::new()),
             leading: std::sync::atomic::AtomicBool::new(false),
+            delivery: config.delivery,
+            deliveries_enqueued: tokio::sync::Notify::new(),
         });
         for env in state.store.list_environments().await? {
             state.refresh_selections(&env.key).await?;

@@ -2,7 +2,8 @@
 //! a channel pointing at it, a rollout that a planted error regression rolls
 //! back. The rollback alert arrives signed and names the flag, the phase, the
 //! trigger and the evidence; a receiver that fails twice gets the delivery on
-//! the third attempt; `GET /api/v1/deliveries` shows attempts and status.
+//! the third attempt; `GET /api/v1/deliveries` shows attempts and status;
+//! two servers in one process keep their own retry policy and wake-up.
 
 mod common;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use server::notify::DeliveryPolicy;
 
 const UNITS: usize = 1_000;
 const SECRET: &str = "webhook-secret";
@@ -88,13 +90,21 @@ impl Receiver {
     }
 }
 
-/// Retries after 10 ms, 20 ms, …: the test never waits seconds.
-fn fast_retries() {
-    server::notify::set_delivery_policy(server::notify::DeliveryPolicy {
+/// A server whose deliveries are retried after 10 ms, 20 ms, …: the test
+/// never waits seconds.
+fn fast_retries() -> server::ServerConfig {
+    with_policy(DeliveryPolicy {
         backoff_base_ms: 10,
         poll_interval_ms: 20,
-        ..server::notify::DeliveryPolicy::default()
-    });
+        ..DeliveryPolicy::default()
+    })
+}
+
+fn with_policy(delivery: DeliveryPolicy) -> server::ServerConfig {
+    server::ServerConfig {
+        delivery,
+        ..server::ServerConfig::default()
+    }
 }
 
 fn config(url: &str, format: &str, events: Value) -> Value {
@@ -165,9 +175,8 @@ async fn roll_back_on_a_regression(server: &common::TestServer) {
 
 #[tokio::test]
 async fn a_rollback_alert_arrives_signed_and_names_flag_phase_trigger_and_evidence() {
-    fast_retries();
     let hook = receiver(0).await;
-    let server = common::start().await;
+    let server = common::start_with(fast_retries()).await;
     let applied = server
         .apply(config(
             &hook.url,
@@ -234,9 +243,8 @@ async fn a_rollback_alert_arrives_signed_and_names_flag_phase_trigger_and_eviden
 
 #[tokio::test]
 async fn a_receiver_that_fails_twice_gets_the_delivery_on_the_third_attempt() {
-    fast_retries();
     let hook = receiver(2).await;
-    let server = common::start().await;
+    let server = common::start_with(fast_retries()).await;
     let applied = server.apply(config(&hook.url, "slack", json!(["*"]))).await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
     // Re-applying the export keeps the stored secret behind `[redacted]`.
@@ -280,6 +288,69 @@ async fn a_receiver_that_fails_twice_gets_the_delivery_on_the_third_attempt() {
     assert_eq!(delivered["attempts"], 3, "{delivered}");
     assert_eq!(delivered["channel"], "ops");
     server.stop().await;
+}
+
+/// Waits (polling, with a deadline) until `server`'s newest delivery is no
+/// longer queued, and returns it.
+async fn settled(server: &common::TestServer) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = server.admin(Method::GET, "/api/v1/deliveries", None).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        let newest = listed.body["deliveries"][0].clone();
+        if newest["status"] != "queued" && !newest.is_null() {
+            return newest;
+        }
+        assert!(Instant::now() < deadline, "{}", listed.text);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Each server keeps its own retry policy and its own wake-up: one that gives
+/// up at the first failure and one that retries run side by side in one
+/// process. Their poll interval is far beyond the test's deadline, so each
+/// first attempt leaves only because that server's own worker was woken.
+#[tokio::test]
+async fn two_servers_in_one_process_keep_their_own_policy_and_wake_up() {
+    const NEVER_POLL_MS: u64 = 3_600_000;
+    let patient_hook = receiver(2).await;
+    let impatient_hook = receiver(usize::MAX).await;
+    let patient = common::start_with(with_policy(DeliveryPolicy {
+        backoff_base_ms: 10,
+        poll_interval_ms: NEVER_POLL_MS,
+        ..DeliveryPolicy::default()
+    }))
+    .await;
+    let impatient = common::start_with(with_policy(DeliveryPolicy {
+        give_up_after_ms: 0,
+        poll_interval_ms: NEVER_POLL_MS,
+        ..DeliveryPolicy::default()
+    }))
+    .await;
+    for (server, hook) in [(&patient, &patient_hook), (&impatient, &impatient_hook)] {
+        let applied = server.apply(config(&hook.url, "json", json!(["*"]))).await;
+        assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
+    }
+    patient.start_rollout("calc-model").await;
+    impatient.start_rollout("calc-model").await;
+
+    let delivered = settled(&patient).await;
+    assert_eq!(delivered["status"], "delivered", "{delivered}");
+    assert_eq!(delivered["attempts"], 3, "{delivered}");
+    assert_eq!(patient_hook.requests().len(), 3);
+    let failed = settled(&impatient).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(
+        failed["lastError"]
+            .as_str()
+            .expect("lastError")
+            .contains("500"),
+        "{failed}"
+    );
+    assert_eq!(impatient_hook.requests().len(), 1);
+    patient.stop().await;
+    impatient.stop().await;
 }
 
 #[tokio::test]

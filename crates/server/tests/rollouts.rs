@@ -333,3 +333,45 @@ async fn served_to_first_units(server: &common::TestServer, token: &str) -> Vec<
     }
     out
 }
+
+#[tokio::test]
+async fn general_availability_sends_the_plans_feature_announcement() {
+    let hook = common::receiver::start(0).await;
+    let server = common::start().await;
+    let mut doc = config("1h");
+    doc["rollouts"][0]["announcement"] =
+        json!("The advanced calculation model is now available to everyone.");
+    doc["channels"] = json!([
+        {"key": "news", "url": format!("{}/news", hook.url), "format": "json",
+         "secret": "s", "events": ["feature_announcement"]},
+        {"key": "ops", "url": format!("{}/ops", hook.url), "format": "slack",
+         "secret": "s", "events": ["phase_started", "phase_advanced"]}
+    ]);
+    let applied = server.apply(doc).await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
+    for name in ["start", "advance"] {
+        let reply = command(&server, name, json!({})).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    // Not yet at general availability: nothing for the news channel.
+    let ops = hook.wait_for_at("ops", 2).await;
+    assert!(hook.at("news").is_empty());
+    let advanced = command(&server, "advance", json!({})).await;
+    assert_eq!(advanced.body["phase"], "everyone", "{}", advanced.text);
+    let news = hook.wait_for_at("news", 1).await;
+    assert_eq!(news[0].event(), "feature_announcement");
+    assert!(news[0].signed_with("s"));
+    let body = news[0].json();
+    assert_eq!(
+        body["summary"],
+        "The advanced calculation model is now available to everyone."
+    );
+    assert_eq!(body["percent"], 100.0);
+    let events: Vec<&str> = ops.iter().map(|r| r.event()).collect();
+    assert_eq!(events, ["phase_started", "phase_advanced"]);
+    assert_eq!(
+        hook.wait_for_at("ops", 3).await[2].event(),
+        "phase_advanced"
+    );
+    server.stop().await;
+}

@@ -19,6 +19,7 @@ pub const CHANNEL_EVENTS: &[&str] = &[
     "incident_opened",
     "incident_updated",
     "incident_resolved",
+    "feature_announcement",
     "daily_digest",
     "weekly_report",
 ];
@@ -43,6 +44,64 @@ pub struct ChannelSpec {
     /// The support levels it serves (`L1`, `L2`, `L3`); every level when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub levels: Option<Vec<String>>,
+    /// When the daily digest (and, on `weekly_on`, the weekly report) goes
+    /// out: `HH:MM`, local time in `timezone`. Default [`DEFAULT_DIGEST_AT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_at: Option<String>,
+    /// The IANA time zone of `digest_at` (`Europe/Berlin`). Default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The day of the weekly report (`monday` … `sunday`). Default monday.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly_on: Option<String>,
+}
+
+/// When the daily digest goes out when a channel does not say.
+pub const DEFAULT_DIGEST_AT: &str = "09:00";
+/// The time zone of a channel's schedule when it does not say.
+pub const DEFAULT_TIMEZONE: &str = "UTC";
+/// The day of the weekly report when a channel does not say.
+pub const DEFAULT_WEEKLY_ON: &str = "monday";
+
+/// The days `weekly_on` accepts, Monday first.
+pub const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// `HH:MM` (24-hour, two digits each) as (hour, minute).
+pub fn parse_time_of_day(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{text}` is not a time of day; write HH:MM in 24 hours, e.g. \"09:00\"");
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (hour, minute): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if hour > 23 || minute > 59 {
+        return Err(bad());
+    }
+    Ok((hour, minute))
+}
+
+/// An IANA time zone name (`Europe/Berlin`, `UTC`).
+pub fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
+    text.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("`{text}` is not an IANA time zone name; write e.g. \"Europe/Berlin\" or \"UTC\"")
+    })
+}
+
+/// A day of the week, by its English name in lower case.
+pub fn parse_weekday(text: &str) -> Result<chrono::Weekday, String> {
+    WEEKDAYS
+        .iter()
+        .position(|d| *d == text)
+        .and_then(|i| chrono::Weekday::try_from(i as u8).ok())
+        .ok_or_else(|| format!("`{text}` is not a day; use one of {}", WEEKDAYS.join(", ")))
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +186,15 @@ pub fn check_channels(channels: &[ChannelSpec]) -> Vec<ValidationError> {
                 );
             }
         }
+        if let Some(Err(e)) = channel.digest_at.as_deref().map(parse_time_of_day) {
+            problem("digest_at".to_owned(), e);
+        }
+        if let Some(Err(e)) = channel.timezone.as_deref().map(parse_timezone) {
+            problem("timezone".to_owned(), e);
+        }
+        if let Some(Err(e)) = channel.weekly_on.as_deref().map(parse_weekday) {
+            problem("weekly_on".to_owned(), e);
+        }
         for (i, level) in channel.levels.iter().flatten().enumerate() {
             if !SUPPORT_LEVELS.contains(&level.as_str()) {
                 problem(
@@ -154,6 +222,9 @@ mod tests {
             secret: "s3cret".to_owned(),
             events: events.iter().map(|e| (*e).to_owned()).collect(),
             levels: Some(vec!["L2".to_owned(), "L3".to_owned()]),
+            digest_at: None,
+            timezone: None,
+            weekly_on: None,
         }
     }
 
@@ -180,6 +251,58 @@ mod tests {
         let mut bad_level = channel("https://x.example/", &["rollback"]);
         bad_level.levels = Some(vec!["L9".to_owned()]);
         assert_eq!(fields(&[bad_level]), ["levels[0]"]);
+    }
+
+    #[test]
+    fn schedule_fields_are_checked_and_named() {
+        let with = |digest_at: &str, timezone: &str, weekly_on: &str| {
+            let mut c = channel("https://x.example/", &["daily_digest", "weekly_report"]);
+            c.digest_at = Some(digest_at.to_owned());
+            c.timezone = Some(timezone.to_owned());
+            c.weekly_on = Some(weekly_on.to_owned());
+            check_channels(&[c])
+        };
+        assert!(with("09:00", "Europe/Berlin", "monday").is_empty());
+        assert!(with("23:59", "UTC", "sunday").is_empty());
+        assert!(with("00:00", "America/New_York", "friday").is_empty());
+        for (digest_at, timezone, weekly_on, field, says) in [
+            ("9:00", "UTC", "monday", "digest_at", "HH:MM"),
+            ("24:00", "UTC", "monday", "digest_at", "HH:MM"),
+            ("09:60", "UTC", "monday", "digest_at", "HH:MM"),
+            ("09:00:00", "UTC", "monday", "digest_at", "HH:MM"),
+            ("noon", "UTC", "monday", "digest_at", "HH:MM"),
+            ("09:00", "Europe/Springfield", "monday", "timezone", "IANA"),
+            ("09:00", "+02:00", "monday", "timezone", "IANA"),
+            ("09:00", "UTC", "Monday", "weekly_on", "monday, tuesday"),
+            ("09:00", "UTC", "mon", "weekly_on", "monday, tuesday"),
+        ] {
+            let problems = with(digest_at, timezone, weekly_on);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].field, field);
+            assert_eq!(problems[0].subject, "channel `ops`");
+            assert!(
+                problems[0].message.contains(says),
+                "{}",
+                problems[0].message
+            );
+        }
+        assert_eq!(parse_time_of_day("07:05"), Ok((7, 5)));
+        assert_eq!(parse_weekday("wednesday"), Ok(chrono::Weekday::Wed));
+    }
+
+    #[test]
+    fn schedule_fields_are_optional_and_unknown_fields_refused() {
+        let parsed: ChannelSpec = serde_json::from_value(serde_json::json!({
+            "key": "ops", "url": "https://x.example/", "secret": "s", "events": ["daily_digest"],
+            "digest_at": "08:30", "timezone": "Europe/Berlin", "weekly_on": "friday"
+        }))
+        .expect("parses");
+        assert_eq!(parsed.digest_at.as_deref(), Some("08:30"));
+        let unknown = serde_json::from_value::<ChannelSpec>(serde_json::json!({
+            "key": "ops", "url": "https://x.example/", "secret": "s", "events": ["daily_digest"],
+            "digest_time": "08:30"
+        }));
+        assert!(unknown.is_err());
     }
 
     #[test]

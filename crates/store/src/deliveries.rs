@@ -125,6 +125,11 @@ impl Store {
     /// first: each is leased until `now_ms + lease_ms`, so no other sender
     /// claims it meanwhile. A sender that dies holding a lease only delays
     /// the delivery until the lease ends.
+    ///
+    /// Only the oldest queued delivery of each channel is claimable: a
+    /// channel gets its deliveries one at a time, in the order they were
+    /// enqueued, and a delivery being retried holds back the ones after it
+    /// (a rollback's alerts never arrive out of order).
     pub async fn claim_due_deliveries(
         &self,
         now_ms: i64,
@@ -134,7 +139,10 @@ impl Store {
         let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
         let due = sqlx::query(
-            "SELECT id, next_attempt_at_ms FROM deliveries WHERE status = $1 AND next_attempt_at_ms <= $2 \
+            "SELECT id, next_attempt_at_ms FROM deliveries d \
+             WHERE status = $1 AND next_attempt_at_ms <= $2 AND NOT EXISTS (\
+                 SELECT 1 FROM deliveries e WHERE e.environment = d.environment \
+                 AND e.channel = d.channel AND e.status = $1 AND e.id < d.id) \
              ORDER BY next_attempt_at_ms, id LIMIT $3",
         )
         .bind(DELIVERY_QUEUED)
@@ -211,10 +219,13 @@ impl Store {
         Ok(())
     }
 
-    /// When the next queued delivery is due; `None` when none is queued.
+    /// When the next claimable delivery (the oldest queued of its channel)
+    /// is due; `None` when none is queued.
     pub async fn next_delivery_due_ms(&self) -> Result<Option<i64>, StoreError> {
         let row =
-            sqlx::query("SELECT MIN(next_attempt_at_ms) AS due FROM deliveries WHERE status = $1")
+            sqlx::query("SELECT MIN(next_attempt_at_ms) AS due FROM deliveries d WHERE status = $1 \
+                         AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.environment = d.environment \
+                         AND e.channel = d.channel AND e.status = $1 AND e.id < d.id)")
                 .bind(DELIVERY_QUEUED)
                 .fetch_one(&self.pool)
                 .await?;

@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, Row};
 use crate::audit::{self, NewEntry};
 use crate::channels::SUPPORT_LEVELS;
 use crate::deliveries::{NewDelivery, enqueue_in};
-use crate::{Store, StoreError};
+use crate::{StepCommit, Store, StoreError};
 
 pub const INCIDENT_OPEN: &str = "open";
 pub const INCIDENT_INVESTIGATING: &str = "investigating";
@@ -246,16 +246,16 @@ async fn append_in(
 }
 
 /// Opens an incident inside the caller's write transaction: the row, the
-/// timeline's first entry and the audit entry. Returns its id.
+/// timeline's first entry (with the flag's version as the step left it) and
+/// the audit entry. Returns its id.
 pub(crate) async fn open_in(
     conn: &mut AnyConnection,
-    environment: &str,
-    flag: &str,
+    step: &StepCommit<'_>,
     incident: &NewIncident,
-    actor: &str,
-    reason: Option<&str>,
+    flag_version: Option<i64>,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
+    let (environment, flag, actor) = (step.environment, step.flag, step.actor);
     let row = sqlx::query(
         "INSERT INTO incidents (environment, flag, kind, severity, title, evidence, opened_at_ms, \
          opened_by, status, level, level_since_ms, updated_at_ms) \
@@ -274,7 +274,9 @@ pub(crate) async fn open_in(
     .fetch_one(&mut *conn)
     .await?;
     let id: i64 = row.try_get("id")?;
-    let detail = json!({ "severity": incident.severity, "level": incident.level });
+    let detail = json!({
+        "severity": incident.severity, "level": incident.level, "flagVersion": flag_version,
+    });
     append_in(
         conn,
         id,
@@ -299,7 +301,7 @@ pub(crate) async fn open_in(
             target_key: flag,
             before: None,
             after: Some(&after),
-            reason,
+            reason: step.reason,
         },
     )
     .await?;

@@ -46,7 +46,9 @@ pub use aggregates::{
 pub use audit::{AuditEntry, AuditFilter, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use backup::{AppliedMigration, BACKUP_FORMAT, BACKUP_FORMAT_VERSION, BackupSummary};
 pub use channels::{
-    CHANNEL_EVENTS, ChannelFormat, ChannelSpec, REDACTED_SECRET, SUPPORT_LEVELS, check_channels,
+    CHANNEL_EVENTS, ChannelFormat, ChannelSpec, DEFAULT_DIGEST_AT, DEFAULT_TIMEZONE,
+    DEFAULT_WEEKLY_ON, REDACTED_SECRET, SUPPORT_LEVELS, WEEKDAYS, check_channels,
+    parse_time_of_day, parse_timezone, parse_weekday,
 };
 pub use cluster::{CHANGES_CHANNEL, CONTROLLER_LOCK, ChangeListener, ChangeNotice, Leadership};
 pub use config::{

@@ -104,16 +104,19 @@ impl Store {
         &self,
         step: StepCommit<'_>,
     ) -> Result<StepCommitted, StoreError> {
-        self.commit_rollout_step_announcing(step, &[]).await
+        self.commit_rollout_step_announcing(step, |_| Vec::new())
+            .await
     }
 
     /// [`Store::commit_rollout_step`] that also enqueues the deliveries
     /// announcing the step, in the same transaction: a step that commits is
-    /// announced, and one that does not is not.
+    /// announced, and one that does not is not. `announce` gets the ids of
+    /// the incidents the step opened, so that the announcements can name
+    /// them.
     pub async fn commit_rollout_step_announcing(
         &self,
         step: StepCommit<'_>,
-        deliveries: &[NewDelivery],
+        announce: impl FnOnce(&[i64]) -> Vec<NewDelivery>,
     ) -> Result<StepCommitted, StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
@@ -137,7 +140,7 @@ impl Store {
             update_action: None,
             rollout_step: true,
         };
-        let revision = match step.flag_change {
+        let revision = match step.flag_change.clone() {
             Some(flag) => {
                 let report = apply_in(
                     &mut tx,
@@ -151,6 +154,15 @@ impl Store {
             }
             None => None,
         };
+        // The flag's version as the step leaves it: an incident links to it.
+        let flag_version: Option<i64> =
+            sqlx::query("SELECT version FROM flags WHERE environment = $1 AND key = $2")
+                .bind(step.environment)
+                .bind(step.flag)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get("version"))
+                .transpose()?;
         if step.new_window {
             sqlx::query("DELETE FROM unit_baselines WHERE environment = $1 AND flag = $2")
                 .bind(step.environment)
@@ -184,19 +196,11 @@ impl Store {
         .await?;
         let mut incidents = Vec::with_capacity(step.incidents.len());
         for incident in &step.incidents {
-            let id = open_in(
-                &mut tx,
-                step.environment,
-                step.flag,
-                incident,
-                step.actor,
-                step.reason,
-                now,
-            )
-            .await?;
+            let id = open_in(&mut tx, &step, incident, flag_version, now).await?;
             incidents.push(id);
         }
-        enqueue_in(&mut tx, step.environment, deliveries).await?;
+        let deliveries = announce(&incidents);
+        enqueue_in(&mut tx, step.environment, &deliveries).await?;
         tx.commit().await?;
         Ok(StepCommitted {
             version,

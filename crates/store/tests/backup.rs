@@ -286,11 +286,14 @@ async fn fill(store: &Store) -> Filled {
                 actor: "controller",
                 reason: Some("phase beta"),
             },
-            &[NewDelivery {
-                channel: "ops".into(),
-                event: "phase_started".into(),
-                body: r#"{"event":"phase_started"}"#.into(),
-            }],
+            |incidents| {
+                assert_eq!(incidents.len(), 1, "the step's incident has its id");
+                vec![NewDelivery {
+                    channel: "ops".into(),
+                    event: "phase_started".into(),
+                    body: r#"{"event":"phase_started"}"#.into(),
+                }]
+            },
         )
         .await
         .expect("rollout step");

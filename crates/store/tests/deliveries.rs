@@ -89,25 +89,33 @@ async fn a_bad_channel_rejects_the_whole_change(store: Store) {
 }
 
 async fn a_claimed_delivery_is_not_claimed_again_until_it_is_retried(store: Store) {
+    let to_l3 = NewDelivery {
+        channel: "l3".to_owned(),
+        ..delivery("rollback")
+    };
     let ids = store
-        .enqueue_deliveries(ENV, &[delivery("rollback"), delivery("phase_started")])
+        .enqueue_deliveries(
+            ENV,
+            &[delivery("rollback"), delivery("phase_started"), to_l3],
+        )
         .await
         .expect("enqueue");
-    assert_eq!(ids.len(), 2);
+    assert_eq!(ids.len(), 3);
     let now = store
         .deliveries(&DeliveryFilter::default())
         .await
         .expect("list")[0]
         .created_at_ms;
 
+    // One delivery per channel at a time, the oldest first.
     let claimed = store
         .claim_due_deliveries(now, 60_000, 10)
         .await
         .expect("claim");
     assert_eq!(
         claimed.iter().map(|d| d.id).collect::<Vec<_>>(),
-        ids,
-        "oldest first"
+        [ids[0], ids[2]],
+        "the head of each channel"
     );
     assert!(
         store
@@ -115,36 +123,46 @@ async fn a_claimed_delivery_is_not_claimed_again_until_it_is_retried(store: Stor
             .await
             .expect("claim")
             .is_empty(),
-        "leased deliveries are not claimed twice"
+        "leased deliveries are not claimed twice, and hold back their channel"
     );
 
     store
         .mark_attempt_failed(ids[0], "HTTP 500", Some(now + 2_000))
         .await
         .expect("retry");
-    store.mark_delivered(ids[1], now + 10).await.expect("ok");
+    store.mark_delivered(ids[2], now + 10).await.expect("ok");
     assert_eq!(
         store.next_delivery_due_ms().await.expect("due"),
-        Some(now + 2_000)
+        Some(now + 2_000),
+        "the next delivery a sender may claim"
     );
     assert!(
         store
             .claim_due_deliveries(now + 1_999, 60_000, 10)
             .await
             .expect("claim")
-            .is_empty()
+            .is_empty(),
+        "a delivery waiting for its retry holds back the ones after it"
     );
     let again = store
         .claim_due_deliveries(now + 2_000, 60_000, 10)
         .await
         .expect("claim");
     assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, ids[0]);
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].last_error.as_deref(), Some("HTTP 500"));
     store
         .mark_attempt_failed(ids[0], "HTTP 500", None)
         .await
         .expect("give up");
+    // Given up, it no longer holds the channel back.
+    let next = store
+        .claim_due_deliveries(now + 2_000, 60_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(next.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[1]]);
+    store.mark_delivered(ids[1], now + 2_010).await.expect("ok");
 
     let failed = store
         .deliveries(&DeliveryFilter {
@@ -163,9 +181,12 @@ async fn a_claimed_delivery_is_not_claimed_again_until_it_is_retried(store: Stor
         })
         .await
         .expect("list");
-    assert_eq!(delivered.len(), 1);
-    assert_eq!(delivered[0].event, "phase_started");
-    assert_eq!(delivered[0].delivered_at_ms, Some(now + 10));
+    let events: Vec<(&str, &str)> = delivered
+        .iter()
+        .map(|d| (d.channel.as_str(), d.event.as_str()))
+        .collect();
+    assert_eq!(events, [("l3", "rollback"), ("ops", "phase_started")]);
+    assert_eq!(delivered[1].delivered_at_ms, Some(now + 2_010));
     assert_eq!(store.next_delivery_due_ms().await.expect("due"), None);
 }
 
@@ -182,12 +203,12 @@ async fn a_step_enqueues_its_deliveries_only_when_it_commits(store: Store) {
         reason: None,
     };
     store
-        .commit_rollout_step_announcing(step(None), &[delivery("phase_started")])
+        .commit_rollout_step_announcing(step(None), |_| vec![delivery("phase_started")])
         .await
         .expect("commit");
     // A step over a state that moved on writes nothing, deliveries included.
     let stale = store
-        .commit_rollout_step_announcing(step(None), &[delivery("rollback")])
+        .commit_rollout_step_announcing(step(None), |_| vec![delivery("rollback")])
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     let all = store

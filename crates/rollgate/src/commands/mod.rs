@@ -9,7 +9,9 @@ pub mod deliveries;
 pub mod eval;
 pub mod experiment;
 pub mod flags;
+pub mod incident;
 pub mod metrics;
+pub mod report;
 pub mod rollout;
 pub mod serve;
 pub mod simulate;
@@ -45,6 +47,8 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
             Command::Eval(args) => eval::run(&client, global, &args).await,
             Command::Audit(args) => audit::run(&client, global, &args).await,
             Command::Deliveries(args) => deliveries::run(&client, global, &args).await,
+            Command::Report(command) => report::run(&client, global, command).await,
+            Command::Incident(command) => incident::run(&client, global, command).await,
             Command::Serve(_) => Err(anyhow!("`serve` does not run as a client command")),
             Command::Migrate(_) | Command::Backup(_) | Command::Restore(_) => Err(anyhow!(
                 "`migrate`, `backup` and `restore` do not run as client commands"

@@ -41,7 +41,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let state = server::prepare(store, admin_token.as_deref()).await?;
+    let config = server::ServerConfig {
+        delivery: server::notify::DeliveryPolicy {
+            backoff_base_ms: args.delivery_backoff_ms,
+            ..server::notify::DeliveryPolicy::default()
+        },
+        ..server::ServerConfig::default()
+    };
+    let state = server::prepare_with(store, admin_token.as_deref(), &config).await?;
     let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| {
         format!("cannot listen on {}; is another server using it? choose another with --addr or ROLLGATE_ADDR", args.addr)
     })?;

@@ -6,6 +6,8 @@
 //! (`store::test_support`): `scripts/test` runs this suite both ways.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -27,11 +29,20 @@ pub struct TestServer {
 }
 
 pub async fn start() -> TestServer {
-    start_with_queue(ingest::pipeline::QUEUE_BATCHES).await
+    start_with(server::ServerConfig::default()).await
 }
 
 /// A server whose event queue holds `ingest_queue` batches.
 pub async fn start_with_queue(ingest_queue: usize) -> TestServer {
+    start_with(server::ServerConfig {
+        ingest_queue,
+        ..server::ServerConfig::default()
+    })
+    .await
+}
+
+/// A server with a fresh store, configured by `config`.
+pub async fn start_with(config: server::ServerConfig) -> TestServer {
     let database = if on_postgres() {
         Some(std::sync::Arc::new(
             store::test_support::TestDatabase::create()
@@ -41,12 +52,12 @@ pub async fn start_with_queue(ingest_queue: usize) -> TestServer {
     } else {
         None
     };
-    start_in(
+    start_in_with(
         Stored {
             data_dir: tempfile::tempdir().expect("temp dir"),
             database,
         },
-        ingest_queue,
+        &config,
     )
     .await
 }
@@ -64,6 +75,15 @@ pub struct Stored {
 
 /// A server on existing data (a restart).
 pub async fn start_in(stored: Stored, ingest_queue: usize) -> TestServer {
+    let config = server::ServerConfig {
+        ingest_queue,
+        ..server::ServerConfig::default()
+    };
+    start_in_with(stored, &config).await
+}
+
+/// A server on existing data, configured by `config`.
+pub async fn start_in_with(stored: Stored, config: &server::ServerConfig) -> TestServer {
     let Stored { data_dir, database } = stored;
     let store = match &database {
         Some(database) => database.store().await.expect("open store"),
@@ -71,7 +91,7 @@ pub async fn start_in(stored: Stored, ingest_queue: usize) -> TestServer {
             .await
             .expect("open store"),
     };
-    let state = server::prepare_with(store, Some(ADMIN_TOKEN), ingest_queue)
+    let state = server::prepare_with(store, Some(ADMIN_TOKEN), config)
         .await
         .expect("prepare server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -184,6 +204,35 @@ impl TestServer {
             .await;
         assert_eq!(started.status, StatusCode::OK, "{}", started.text);
         started
+    }
+
+    /// Plants a 10% error rate (`calc_error` per `calc_request`) in the
+    /// treatment `advanced` of `flag`'s running rollout, over `units` units
+    /// of which 1 in 20 errs on the control too, then folds and steps the
+    /// controller: a guard on that rate rolls the rollout back.
+    pub async fn plant_error_regression(&self, token: &str, flag: &str, units: usize) {
+        let now = server::admin::rfc3339(server::now_ms());
+        let mut events = Vec::new();
+        for i in 0..units {
+            let unit = format!("user-{i}");
+            let reply = self
+                .eval(token, flag, serde_json::json!({"targetingKey": unit}))
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            let treated = reply.body["variant"] == "advanced";
+            for k in 0..10 {
+                events.push(serde_json::json!({"kind": "track", "name": "calc_request",
+                    "targetingKey": unit, "timestamp": now}));
+                if k == 0 && (treated || i % 20 == 0) {
+                    events.push(serde_json::json!({"kind": "track", "name": "calc_error",
+                        "targetingKey": unit, "timestamp": now}));
+                }
+            }
+        }
+        self.state.ingest.flush_exposures().await.expect("flush");
+        self.send_events(token, &events).await;
+        self.fold_all().await;
+        server::rollouts::step_all(&self.state).await;
     }
 
     /// Folds everything stored so far (the background aggregator may race;
