@@ -848,24 +848,46 @@ pub fn decide(
 
 // ---------------------------------------------------------------- Markdown
 
-/// User text made inert in Markdown: every character that Markdown (or the
-/// HTML inside it) gives a meaning is escaped, and line breaks become
-/// spaces so that the text cannot start a block of its own.
+/// User text made inert in Markdown: the characters that act inline
+/// (emphasis, code, links, tables, HTML) are escaped, a character that would
+/// open a block at the start of the text (a heading, a list, a quote) is
+/// escaped there, and line breaks become spaces so that the text cannot
+/// start a block of its own. Punctuation that means nothing inline (`.`,
+/// `:`, `%`, …) is left as it is, so the raw Markdown stays readable.
 pub fn md_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    let mut at_start = true;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '\r' | '\n' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.'
-            | '!' | '|' | '~' | '=' | '"' | '\'' | ':' | '@' | '$' | '%' | '^' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
+            '#' | '-' | '+' | '=' if at_start => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_digit() && at_start => {
+                // `1. ` or `1) ` would open an ordered list.
+                out.push(c);
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    out.push(d);
+                }
+                if let Some(mark) = chars.next_if(|m| *m == '.' || *m == ')') {
+                    out.push('\\');
+                    out.push(mark);
+                }
+            }
             c if c.is_control() => out.push(' '),
             c => out.push(c),
+        }
+        if !c.is_whitespace() {
+            at_start = false;
         }
     }
     out
@@ -1294,11 +1316,23 @@ mod tests {
         let safe = md_text(hostile);
         assert!(!safe.contains('<'), "{safe}");
         assert!(!safe.contains('\n'), "{safe}");
-        for active in ["[link]", "](", "![", "*b*", "`c`"] {
-            assert!(!safe.contains(active), "{active} in {safe}");
+        // Every character that acts inline is escaped.
+        let chars: Vec<char> = safe.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if matches!(c, '[' | ']' | '*' | '`' | '|') {
+                assert_eq!(
+                    chars.get(i.wrapping_sub(1)),
+                    Some(&'\\'),
+                    "{c} at {i} in {safe}"
+                );
+            }
         }
-        assert!(safe.contains(" \\# Heading"), "{safe}");
-        assert!(safe.starts_with("&lt;script&gt;alert\\(1\\)"), "{safe}");
+        assert!(safe.starts_with("&lt;script&gt;alert(1)"), "{safe}");
+        // What would open a block at the start is escaped there.
+        assert_eq!(md_text("# Heading"), "\\# Heading");
+        assert_eq!(md_text("  - item"), "  \\- item");
+        assert_eq!(md_text("12. item"), "12\\. item");
+        assert_eq!(md_text("Ready: 99.9% up - fine"), "Ready: 99.9% up - fine");
         assert_eq!(md_code("calc-model"), "`calc-model`");
         assert_eq!(md_code("a`b"), "a\\`b");
     }

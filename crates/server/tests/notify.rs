@@ -7,88 +7,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use common::receiver;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use server::notify::DeliveryPolicy;
 
 const UNITS: usize = 1_000;
 const SECRET: &str = "webhook-secret";
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: HeaderMap,
-    body: String,
-}
-
-/// A webhook receiver on a loopback port that records every request and
-/// answers 500 to the first `fail_first` of them.
-struct Receiver {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-async fn receiver(fail_first: usize) -> Receiver {
-    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let failures = Arc::new(AtomicUsize::new(fail_first));
-    let app = {
-        let received = received.clone();
-        axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: String| {
-                let (received, failures) = (received.clone(), failures.clone());
-                async move {
-                    received
-                        .lock()
-                        .expect("lock")
-                        .push(Received { headers, body });
-                    let failing = failures
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok();
-                    if failing {
-                        AxumStatus::INTERNAL_SERVER_ERROR
-                    } else {
-                        AxumStatus::NO_CONTENT
-                    }
-                }
-            }),
-        )
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, received }
-}
-
-impl Receiver {
-    fn requests(&self) -> Vec<Received> {
-        self.received.lock().expect("lock").clone()
-    }
-
-    /// Waits (polling, with a deadline) until `n` requests arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = self.requests();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} requests arrived: {got:?}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
 
 /// A server whose deliveries are retried after 10 ms, 20 ms, …: the test
 /// never waits seconds.
@@ -134,39 +61,14 @@ fn config(url: &str, format: &str, events: Value) -> Value {
     })
 }
 
-fn verify(secret: &str, body: &str, header: &str) -> bool {
-    server::notify::signature(secret, body.as_bytes()) == header
-}
-
-async fn served(server: &common::TestServer, token: &str, unit: &str) -> String {
-    let reply = server
-        .eval(token, "calc-model", json!({"targetingKey": unit}))
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    reply.body["variant"].as_str().expect("variant").to_owned()
-}
-
 /// Starts the rollout and plants a 10% error rate in the treatment; the
 /// controller's next step rolls it back.
 async fn roll_back_on_a_regression(server: &common::TestServer) {
     let token = server.client_token("production").await;
     server.start_rollout("calc-model").await;
-    let mut events = Vec::new();
-    let now = server::admin::rfc3339(server::now_ms());
-    for i in 0..UNITS {
-        let unit = format!("user-{i}");
-        let treated = served(server, &token, &unit).await == "advanced";
-        for k in 0..10 {
-            events.push(json!({"kind": "track", "name": "calc_request", "targetingKey": unit, "timestamp": now}));
-            if k == 0 && (treated || i % 20 == 0) {
-                events.push(json!({"kind": "track", "name": "calc_error", "targetingKey": unit, "timestamp": now}));
-            }
-        }
-    }
-    server.state.ingest.flush_exposures().await.expect("flush");
-    server.send_events(&token, &events).await;
-    server.fold_all().await;
-    server::rollouts::step_all(&server.state).await;
+    server
+        .plant_error_regression(&token, "calc-model", UNITS)
+        .await;
     let status = server
         .admin(Method::GET, "/api/v1/rollouts/calc-model", None)
         .await;
@@ -175,11 +77,11 @@ async fn roll_back_on_a_regression(server: &common::TestServer) {
 
 #[tokio::test]
 async fn a_rollback_alert_arrives_signed_and_names_flag_phase_trigger_and_evidence() {
-    let hook = receiver(0).await;
+    let hook = receiver::start(0).await;
     let server = common::start_with(fast_retries()).await;
     let applied = server
         .apply(config(
-            &hook.url,
+            &hook.url_for("hook"),
             "json",
             json!(["rollback", "phase_started"]),
         ))
@@ -187,18 +89,12 @@ async fn a_rollback_alert_arrives_signed_and_names_flag_phase_trigger_and_eviden
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
 
     roll_back_on_a_regression(&server).await;
-    let got = hook.wait_for(2).await;
-    let events: Vec<&str> = got
-        .iter()
-        .map(|r| r.headers["x-rollgate-event"].to_str().expect("ascii"))
-        .collect();
+    let got = hook.wait_for_at("hook", 2).await;
+    let events: Vec<&str> = got.iter().map(|r| r.event()).collect();
     assert_eq!(events, ["phase_started", "rollback"]);
     let alert = &got[1];
-    let signature = alert.headers["x-rollgate-signature"]
-        .to_str()
-        .expect("ascii");
-    assert!(verify(SECRET, &alert.body, signature), "{signature}");
-    assert!(!verify("another secret", &alert.body, signature));
+    assert!(alert.signed_with(SECRET));
+    assert!(!alert.signed_with("another secret"));
     assert!(alert.headers.contains_key("x-rollgate-delivery"));
 
     let body: Value = serde_json::from_str(&alert.body).expect("json body");
@@ -243,9 +139,11 @@ async fn a_rollback_alert_arrives_signed_and_names_flag_phase_trigger_and_eviden
 
 #[tokio::test]
 async fn a_receiver_that_fails_twice_gets_the_delivery_on_the_third_attempt() {
-    let hook = receiver(2).await;
+    let hook = receiver::start(2).await;
     let server = common::start_with(fast_retries()).await;
-    let applied = server.apply(config(&hook.url, "slack", json!(["*"]))).await;
+    let applied = server
+        .apply(config(&hook.url_for("hook"), "slack", json!(["*"])))
+        .await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
     // Re-applying the export keeps the stored secret behind `[redacted]`.
     let export = server.admin(Method::GET, "/api/v1/export", None).await;
@@ -262,7 +160,7 @@ async fn a_receiver_that_fails_twice_gets_the_delivery_on_the_third_attempt() {
     );
 
     server.start_rollout("calc-model").await;
-    let got = hook.wait_for(3).await;
+    let got = hook.wait_for_at("hook", 3).await;
     assert!(got.iter().all(|r| r.body == got[0].body), "the same body");
     let ids: Vec<_> = got
         .iter()
@@ -313,8 +211,8 @@ async fn settled(server: &common::TestServer) -> Value {
 #[tokio::test]
 async fn two_servers_in_one_process_keep_their_own_policy_and_wake_up() {
     const NEVER_POLL_MS: u64 = 3_600_000;
-    let patient_hook = receiver(2).await;
-    let impatient_hook = receiver(usize::MAX).await;
+    let patient_hook = receiver::start(2).await;
+    let impatient_hook = receiver::start(usize::MAX).await;
     let patient = common::start_with(with_policy(DeliveryPolicy {
         backoff_base_ms: 10,
         poll_interval_ms: NEVER_POLL_MS,
@@ -328,7 +226,9 @@ async fn two_servers_in_one_process_keep_their_own_policy_and_wake_up() {
     }))
     .await;
     for (server, hook) in [(&patient, &patient_hook), (&impatient, &impatient_hook)] {
-        let applied = server.apply(config(&hook.url, "json", json!(["*"]))).await;
+        let applied = server
+            .apply(config(&hook.url_for("hook"), "json", json!(["*"])))
+            .await;
         assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
     }
     patient.start_rollout("calc-model").await;
@@ -337,7 +237,7 @@ async fn two_servers_in_one_process_keep_their_own_policy_and_wake_up() {
     let delivered = settled(&patient).await;
     assert_eq!(delivered["status"], "delivered", "{delivered}");
     assert_eq!(delivered["attempts"], 3, "{delivered}");
-    assert_eq!(patient_hook.requests().len(), 3);
+    assert_eq!(patient_hook.at("hook").len(), 3);
     let failed = settled(&impatient).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["attempts"], 1, "{failed}");
@@ -348,7 +248,7 @@ async fn two_servers_in_one_process_keep_their_own_policy_and_wake_up() {
             .contains("500"),
         "{failed}"
     );
-    assert_eq!(impatient_hook.requests().len(), 1);
+    assert_eq!(impatient_hook.at("hook").len(), 1);
     patient.stop().await;
     impatient.stop().await;
 }

@@ -77,6 +77,11 @@ pub async fn start(fail_first: usize) -> Receiver {
 }
 
 impl Receiver {
+    /// The URL of one path (a channel's webhook).
+    pub fn url_for(&self, path: &str) -> String {
+        format!("{}/{path}", self.url)
+    }
+
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().expect("lock").clone()
     }
