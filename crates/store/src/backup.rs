@@ -73,6 +73,7 @@ const TABLES: &[&str] = &[
     "deliveries",
     "channel_schedules",
     "tokens",
+    "server_keys",
     "audit",
     "event_batches",
     "aggregation_progress",

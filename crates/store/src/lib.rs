@@ -28,6 +28,7 @@ mod error;
 mod events;
 mod incidents;
 mod rollouts;
+mod server_keys;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 mod tokens;

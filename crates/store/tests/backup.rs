@@ -301,6 +301,10 @@ async fn fill(store: &Store) -> Filled {
         .enqueue_scheduled(ENV, "ops", "daily_digest", 1_700_000_000_000, &[])
         .await
         .expect("schedule");
+    store
+        .server_key("dashboard-session")
+        .await
+        .expect("server key");
     Filled { client_secret }
 }
 
@@ -310,6 +314,12 @@ async fn answers(store: &Store) -> Vec<(String, String)> {
         out.push((what, format!("{value:#?}")));
     }
     let mut out = Vec::new();
+    // Restored, not made anew: sessions signed before a restore still verify.
+    let key = store
+        .server_key("dashboard-session")
+        .await
+        .expect("server key");
+    note(&mut out, "server key".into(), &key);
     let environments = store.list_environments().await.expect("environments");
     note(&mut out, "environments".into(), &environments);
     for env in environments.iter().map(|e| e.key.as_str()) {
