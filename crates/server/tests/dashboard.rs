@@ -5,8 +5,8 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::{ADMIN_NAME, ADMIN_TOKEN, TestServer, start};
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -26,122 +26,6 @@ fn flags_doc(description: &str) -> Value {
              "default": {"serve": {"split": {"advanced": 25, "simple": 75}}}}
         ]
     })
-}
-
-/// A browser without redirects and with one cookie jar slot: the session.
-struct Browser<'a> {
-    server: &'a TestServer,
-    http: reqwest::Client,
-    cookie: Option<String>,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    fn set_cookie(&self) -> Option<&str> {
-        self.headers.get(SET_COOKIE).and_then(|v| v.to_str().ok())
-    }
-
-    /// The CSRF token of the first form on the page.
-    fn csrf(&self) -> String {
-        let start = self
-            .text
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("no CSRF field in {}", self.text))
-            + "name=\"csrf\" value=\"".len();
-        let end = start + self.text[start..].find('"').expect("end of value");
-        self.text[start..end].to_owned()
-    }
-}
-
-fn form_encode(fields: &[(&str, &str)]) -> String {
-    fn encode(value: &str) -> String {
-        value
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    }
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-impl<'a> Browser<'a> {
-    fn new(server: &'a TestServer) -> Self {
-        Browser {
-            server,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookie: None,
-        }
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
-        let request = match &self.cookie {
-            Some(cookie) => request.header("cookie", cookie),
-            None => request,
-        };
-        let response = request.send().await.expect("request reaches the server");
-        Page {
-            status: response.status(),
-            headers: response.headers().clone(),
-            text: response.text().await.expect("body"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Page {
-        self.send(self.http.get(format!("{}{path}", self.server.url)))
-            .await
-    }
-
-    fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.server.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form_encode(fields))
-    }
-
-    async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        self.send(self.post(path, fields)).await
-    }
-
-    /// Signs in with `token`; it must work.
-    async fn sign_in(&mut self, token: &str) {
-        let page = self.post_form("/signin", &[("token", token)]).await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
-        assert_eq!(page.location(), "/");
-        let cookie = page.set_cookie().expect("a session cookie");
-        let pair = cookie.split(';').next().expect("name=value");
-        self.cookie = Some(pair.to_owned());
-    }
-
-    /// A signed-in page's CSRF token (from its sign-out form).
-    async fn csrf(&self) -> String {
-        let page = self.get("/flags").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-        page.csrf()
-    }
 }
 
 async fn flag(server: &TestServer, key: &str) -> Value {

@@ -53,6 +53,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 fn page(session: &Session, title: &str, body: Markup) -> Markup {
     let nav = html! {
         a href="/flags" { "Flags" }
+        a href="/rollouts" { "Rollouts" }
+        a href="/experiments" { "Experiments" }
+        a href="/incidents" { "Incidents" }
+        a href="/audit" { "Audit" }
+        a href="/channels" { "Channels" }
+        a href="/deliveries" { "Deliveries" }
         a href="/status" { "Public status" }
         span.who.muted { "Signed in as " strong { (session.actor) } }
         form method="post" action="/signout" {

@@ -6,6 +6,7 @@
 //! (`store::test_support`): `scripts/test` runs this suite both ways.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod receiver;
 
 use reqwest::{Method, StatusCode};
